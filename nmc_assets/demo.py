@@ -1,0 +1,172 @@
+"""``make demo``: simulate the default scans if the drop folder is empty, then materialize every asset.
+
+Run as ``python -m nmc_assets.demo``. Uses the data root ``$NMC_DATA_DIR`` (``./data``) and the persistent
+Dagster instance in ``<data root>/dagster_home``, so ``make ui`` shows every materialization afterwards.
+Assets run in topological order with their default config; partitioned assets run once per scan. A
+scan that fails does not stop the others; the summary lists what failed and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nmc_assets.paths import VOLUME_SUFFIXES, DataLayout, is_valid_scan_id, split_incoming_name
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_INSTANCE_CONFIG = REPO_ROOT / "deploy" / "local" / "dagster.yaml"
+
+
+def prepare_instance_home(layout: DataLayout) -> Path:
+    """Create ``dagster_home`` with the local instance config (GPU pool limit) and point DAGSTER_HOME at it."""
+    home = layout.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if LOCAL_INSTANCE_CONFIG.exists() and not (home / "dagster.yaml").exists():
+        shutil.copyfile(LOCAL_INSTANCE_CONFIG, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def incoming_scan_ids(incoming: Path) -> list[str]:
+    """Valid scan ids of volume files in the drop folder, sorted."""
+    if not incoming.is_dir():
+        return []
+    ids = set()
+    for path in incoming.iterdir():
+        parsed = split_incoming_name(path.name)
+        if parsed and parsed[1] in VOLUME_SUFFIXES and is_valid_scan_id(parsed[0]):
+            ids.add(parsed[0])
+    return sorted(ids)
+
+
+@dataclass
+class StepOutcome:
+    asset: str
+    partition: str | None
+    seconds: float
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class DemoReport:
+    scans: list[str]
+    outcomes: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+def _first_error(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            return event.step_failure_data.error.message.strip().splitlines()[0][:300]
+    return "failed (see the run in the Dagster UI)"
+
+
+def materialize_all(layout: DataLayout, scans: list[str], log=print) -> DemoReport:
+    """Materialize every asset of the code location, partitioned ones once per scan."""
+    import dagster as dg
+
+    from nmc_assets.definitions import defs as load_defs
+
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions("scan"))
+    new = [s for s in scans if s not in known]
+    if new:
+        instance.add_dynamic_partitions("scan", new)
+
+    definitions = load_defs()
+    graph = definitions.resolve_asset_graph()
+    job = definitions.resolve_implicit_global_asset_job_def()
+    report = DemoReport(scans=scans)
+    failed_scans: set[str] = set()
+    materializable = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
+    for key in materializable:
+        node = graph.get(key)
+        partitions = scans if node.partitions_def is not None else [None]
+        for partition in partitions:
+            if partition in failed_scans:
+                report.outcomes.append(StepOutcome(key.to_user_string(), partition, 0.0, False, "skipped: upstream failed"))
+                continue
+            start = time.perf_counter()
+            result = job.execute_in_process(
+                instance=instance, asset_selection=[key], partition_key=partition, raise_on_error=False
+            )
+            seconds = time.perf_counter() - start
+            outcome = StepOutcome(key.to_user_string(), partition, seconds, result.success)
+            if not result.success:
+                outcome.error = _first_error(result)
+                if partition is not None:
+                    failed_scans.add(partition)
+            report.outcomes.append(outcome)
+            where = f"[{partition}]" if partition else ""
+            log(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.asset}{where:<16} {seconds:7.1f} s  {outcome.error}")
+    return report
+
+
+def summary(layout: DataLayout, report: DemoReport, wall_seconds: float) -> str:
+    lines = ["", "nmc_assets demo summary", "=" * 23, f"data root: {layout.root}", "scans:"]
+    for scan in report.scans:
+        tomo = layout.tomogram(scan)
+        shape = ""
+        if tomo.exists():
+            from nmc_assets.storage import open_zarr
+
+            z = open_zarr(tomo)
+            shape = f"shape {tuple(z.shape)}, voxel {z.attrs.get('voxel_size_um')} um, cycles {z.attrs.get('cycles')}"
+        lines.append(f"  {scan}: {shape or 'not ingested'}")
+    lines.append("outputs:")
+    for label, path in [
+        ("tomograms", layout.warehouse / "tomograms"),
+        ("fused labels", layout.warehouse / "fused_labels"),
+        ("feature tables", layout.warehouse / "particle_features"),
+        ("SQL catalog", layout.catalog),
+        ("analytics", layout.analytics),
+        ("models", layout.models),
+        ("published datasets", layout.published),
+    ]:
+        if path.exists():
+            lines.append(f"  {label:<18} {path}")
+    n_ok = sum(o.ok for o in report.outcomes)
+    lines.append(f"materializations: {n_ok} ok, {len(report.failures)} failed, wall time {wall_seconds:.0f} s")
+    for o in report.failures:
+        lines.append(f"  FAILED {o.asset}[{o.partition or ''}]: {o.error}")
+    lines += [
+        "next:",
+        "  make ui                                   # Dagster UI on http://127.0.0.1:3000 with these runs",
+        '  .venv/bin/nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY 1"',
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="data root (default $NMC_DATA_DIR or ./data)")
+    args = parser.parse_args(argv)
+    layout = DataLayout.from_path(args.data_dir) if args.data_dir else DataLayout.from_env()
+    os.environ["NMC_DATA_DIR"] = str(layout.root)
+    start = time.perf_counter()
+    prepare_instance_home(layout)
+
+    scans = incoming_scan_ids(layout.incoming)
+    if not scans:
+        from nmc_assets.beamline.defaults import write_default_scans
+
+        print(f"drop folder {layout.incoming} is empty: writing the default virtual scans ...")
+        write_default_scans(layout.incoming)
+        scans = incoming_scan_ids(layout.incoming)
+    print(f"materializing every asset for {len(scans)} scan(s): {', '.join(scans)}")
+    report = materialize_all(layout, scans)
+    print(summary(layout, report, time.perf_counter() - start))
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

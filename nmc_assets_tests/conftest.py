@@ -1,0 +1,20 @@
+"""Suite-wide test settings: quiet TensorFlow, and a data root that is never the repository's ``data/``."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_data_root(tmp_path_factory):
+    """Point ``NMC_DATA_DIR`` at a session temp dir so no test writes into the repository's data root."""
+    old = os.environ.get("NMC_DATA_DIR")
+    os.environ["NMC_DATA_DIR"] = str(tmp_path_factory.mktemp("nmc_data_root"))
+    yield
+    if old is None:
+        os.environ.pop("NMC_DATA_DIR", None)
+    else:
+        os.environ["NMC_DATA_DIR"] = old
