@@ -1,0 +1,120 @@
+"""The full path for one scan: tomogram -> binned normalised volume -> view maps (Zarr) -> fused labels (Zarr).
+
+Used by the Dagster assets, the benchmark and the example; all inputs are arrays or paths.
+Lengths given in um are converted to pixels of the working (binned) resolution here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fusion import FusionConfig, fuse
+from .scaling import bin_factor_for, bin_volume_slabwise, upsample_labels_slabs
+from .training_set import VIEWS
+
+
+@dataclass
+class FusionParams:
+    """Physical fusion parameters (converted to pixels by :func:`fusion_config_for`)."""
+
+    method: str = "watershed"
+    fg_threshold: float = 0.25
+    h_um: float = 0.4
+    min_radius_um: float = 0.75
+    min_volume_um3: float = 1.0
+    smooth_um: float = 0.25
+
+
+def fusion_config_for(pixel_um: float, p: FusionParams = FusionParams()) -> FusionConfig:
+    return FusionConfig(
+        method=p.method,
+        fg_threshold=p.fg_threshold,
+        smooth_sigma=p.smooth_um / pixel_um,
+        h=p.h_um / pixel_um,
+        min_radius=p.min_radius_um / pixel_um,
+        min_size=max(8, int(round(p.min_volume_um3 / pixel_um**3))),
+    )
+
+
+def normalization_from_attrs(attrs: dict, source) -> tuple[float, float]:
+    """(lo, hi) = the tomogram's 1st / 99.8th percentiles from its attrs, else computed from a subsample."""
+    pct = attrs.get("percentiles") or {}
+    if "1" in pct and "99.8" in pct:
+        return float(pct["1"]), float(pct["99.8"])
+    step = max(1, source.shape[0] // 16)
+    sample = np.asarray(source[::step], dtype=np.float32)
+    lo, hi = np.percentile(sample, [1, 99.8])
+    return float(lo), float(hi)
+
+
+def prepare_volume(source, voxel_size_um: float, working_pixel_um: float, normalize: tuple[float, float], bin_factor: int | None = None) -> tuple[np.ndarray, int]:
+    """Normalised volume binned to the working pixel size (slab-wise from a lazy array); returns (volume, factor)."""
+    factor = bin_factor or bin_factor_for(voxel_size_um, working_pixel_um)
+    return bin_volume_slabwise(source, factor, normalize), factor
+
+
+def view_probabilities(model_dir: str | os.PathLike, source, voxel_size_um: float, out_path: str | os.PathLike, *, normalize: tuple[float, float], bin_factor: int | None = None, views: tuple[str, ...] = VIEWS, attrs: dict | None = None, batch_size: int = 8) -> dict:
+    """Predict the three view maps of ``source`` (z, y, x) with the model in ``model_dir``; write ``out_path``."""
+    from .model import load_stardist, read_model_meta
+    from .views import write_view_maps
+
+    t0 = time.time()
+    meta = read_model_meta(model_dir)
+    working = float(meta["working_pixel_um"])
+    volume, factor = prepare_volume(source, voxel_size_um, working, normalize, bin_factor)
+    model = load_stardist(model_dir)
+    info = {
+        **(attrs or {}),
+        "bin_factor": factor,
+        "full_shape": list(source.shape),
+        "voxel_size_um": voxel_size_um,
+        "pixel_um": voxel_size_um * factor,
+        "model": meta.get("name"),
+        "model_dir": str(model_dir),
+        "normalize": list(normalize),
+    }
+    write_view_maps(model, volume, out_path, info, views=views, batch_size=batch_size)
+    return {**info, "binned_shape": list(volume.shape), "seconds": round(time.time() - t0, 2)}
+
+
+def write_labels_upsampled(labels: np.ndarray, factor: int, full_shape: tuple[int, int, int], out_path: str | os.PathLike, attrs: dict) -> Path:
+    """Upsample binned labels (nearest) slab by slab into a uint32 Zarr array at ``out_path`` (atomic)."""
+    import zarr
+
+    from ..storage import _jsonable, atomic_path, default_chunks
+
+    chunks = default_chunks(tuple(full_shape))
+    with atomic_path(out_path) as tmp:
+        z = zarr.create_array(store=str(tmp), shape=tuple(full_shape), dtype="uint32", chunks=chunks, zarr_format=3)
+        for z0, block in upsample_labels_slabs(labels, factor, tuple(full_shape), slab=chunks[0]):
+            z[z0 : z0 + block.shape[0]] = block.astype(np.uint32)
+        z.attrs.update(_jsonable(attrs))
+    return Path(out_path)
+
+
+def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, params: FusionParams = FusionParams(), *, views: tuple[str, ...] | None = None, attrs: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Fuse the stored view maps into 3D labels, write them at full resolution; return (binned labels, info)."""
+    from .views import read_fused_maps
+
+    t0 = time.time()
+    prob, dist, vattrs = read_fused_maps(view_path, views)
+    pixel_um = float(vattrs["pixel_um"])
+    labels = fuse(prob, dist, fusion_config_for(pixel_um, params))
+    del prob, dist
+    n = int(labels.max())
+    info = {
+        **(attrs or {}),
+        "voxel_size_um": vattrs["voxel_size_um"],
+        "n_particles": n,
+        "method": params.method,
+        "views": list(views or vattrs["views"]),
+        "bin_factor": int(vattrs["bin_factor"]),
+        "model": vattrs.get("model"),
+    }
+    write_labels_upsampled(labels, int(vattrs["bin_factor"]), tuple(vattrs["full_shape"]), out_path, info)
+    return labels, {**info, "seconds": round(time.time() - t0, 2)}

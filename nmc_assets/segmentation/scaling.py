@@ -1,0 +1,88 @@
+"""Pixel scale: the model works at a fixed pixel size; scans are binned to it and labels upsampled back.
+
+Particles are 5-12 um across. The default model works at ``DEFAULT_WORKING_PIXEL_UM`` = 0.25 um, where
+they are 20-48 px across: large enough for 32 rays, small enough for fast CPU prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+DEFAULT_WORKING_PIXEL_UM = 0.25
+
+
+def bin_factor_for(voxel_size_um: float, working_pixel_um: float = DEFAULT_WORKING_PIXEL_UM) -> int:
+    """Integer bin factor that brings ``voxel_size_um`` closest to ``working_pixel_um`` (>= 1)."""
+    if not voxel_size_um or voxel_size_um <= 0:
+        raise ValueError(f"voxel_size_um must be > 0, got {voxel_size_um!r}")
+    return max(1, int(round(working_pixel_um / voxel_size_um)))
+
+
+def binned_shape(shape: tuple[int, ...], factor: int) -> tuple[int, ...]:
+    """Shape after block binning (partial blocks at the end are kept)."""
+    return tuple(-(-s // factor) for s in shape)
+
+
+def bin_mean(volume: np.ndarray, factor: int) -> np.ndarray:
+    """Block-mean binning of a 2D/3D array by ``factor`` along every axis (float32).
+
+    The array is padded by edge replication to a multiple of ``factor`` first.
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    if factor == 1:
+        return vol
+    pad = [(0, (-s) % factor) for s in vol.shape]
+    if any(p[1] for p in pad):
+        vol = np.pad(vol, pad, mode="edge")
+    new = []
+    for s in vol.shape:
+        new += [s // factor, factor]
+    return vol.reshape(new).mean(axis=tuple(range(1, 2 * vol.ndim, 2)), dtype=np.float32)
+
+
+def bin_volume_slabwise(source, factor: int, normalize: tuple[float, float] | None = None) -> np.ndarray:
+    """Bin a (z, y, x) array-like (numpy or lazy Zarr) slab by slab; peak memory ~ one slab + the result.
+
+    ``normalize=(lo, hi)`` maps intensities to ``(v - lo) / (hi - lo)`` (float32) on the fly.
+    """
+    shape = tuple(source.shape)
+    out = np.empty(binned_shape(shape, factor), np.float32)
+    for i, z0 in enumerate(range(0, shape[0], factor)):
+        slab = np.asarray(source[z0 : z0 + factor], dtype=np.float32)
+        if normalize is not None:
+            lo, hi = normalize
+            slab = (slab - lo) / max(hi - lo, 1e-12)
+        if slab.shape[0] < factor:  # last partial slab: replicate edge
+            slab = np.concatenate([slab, np.repeat(slab[-1:], factor - slab.shape[0], 0)])
+        out[i] = bin_mean(slab, factor)[0]
+    return out
+
+
+def bin_labels_mode(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Downsample a label image by taking the centre voxel of each block (keeps ids, no blending)."""
+    if factor == 1:
+        return np.asarray(labels)
+    c = factor // 2
+    sl = tuple(slice(c, None, factor) for _ in labels.shape)
+    out = np.asarray(labels)[sl]
+    want = binned_shape(labels.shape, factor)
+    if out.shape != want:  # partial last block shorter than the centre offset
+        pad = [(0, w - s) for s, w in zip(out.shape, want)]
+        out = np.pad(out, pad, mode="edge")
+    return out
+
+
+def upsample_labels_slabs(labels: np.ndarray, factor: int, full_shape: tuple[int, int, int], slab: int = 32) -> Iterator[tuple[int, np.ndarray]]:
+    """Nearest-neighbour upsampling of binned (z, y, x) labels, yielded as ``(z0, full-resolution slab)``.
+
+    Each yielded slab covers ``slab`` full-resolution z planes (last one may be shorter).
+    """
+    Z, Y, X = full_shape
+    for z0 in range(0, Z, slab):
+        z1 = min(Z, z0 + slab)
+        zi = np.arange(z0, z1) // factor
+        block = labels[zi]
+        block = np.repeat(np.repeat(block, factor, axis=1), factor, axis=2)[:, :Y, :X]
+        yield z0, block
