@@ -1,0 +1,79 @@
+"""The ``nmc-assets`` command line: ``nmc-assets <subcommand> ...``.
+
+Subcommands register themselves in :data:`SUBCOMMANDS` as ``name -> (help, add_arguments, run)``;
+``run(args) -> int`` returns the exit status. To add one, write the two functions and one entry.
+
+    nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY scan_id"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+# --- sql -------------------------------------------------------------------------------------------
+def _add_sql_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query", help='SQL to run, e.g. "SELECT * FROM scans"; "-" reads it from stdin')
+    p.add_argument("--data-dir", default=None, help="data root (default: $NMC_DATA_DIR or ./data)")
+    p.add_argument("--catalog", default=None, help="DuckDB file (default: <data-dir>/warehouse/nmc.duckdb)")
+    p.add_argument("--max-rows", type=int, default=200, help="rows to print (default 200)")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+
+
+def _run_sql(args: argparse.Namespace) -> int:
+    from nmc_assets.features.catalog import CatalogMissingError, format_table, query_catalog_df
+    from nmc_assets.paths import DataLayout
+
+    layout = DataLayout.from_path(args.data_dir) if args.data_dir else DataLayout.from_env()
+    catalog = Path(args.catalog) if args.catalog else layout.catalog
+    query = sys.stdin.read() if args.query == "-" else args.query
+    try:
+        df = query_catalog_df(query, catalog)
+    except CatalogMissingError:
+        print(
+            f"error: no catalog at {catalog}. Build it first: `make demo` (or materialize the "
+            "particle_catalog asset), or point --data-dir / NMC_DATA_DIR at a data root that has one.",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as exc:  # duckdb.Error subclasses: syntax errors, unknown columns, read-only writes
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if df is None:
+        print("(statement returned no rows)")
+    elif args.csv:
+        df.head(args.max_rows).to_csv(sys.stdout, index=False)
+    else:
+        print(format_table(df, max_rows=args.max_rows))
+    return 0
+
+
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "sql": ("run read-only SQL on the DuckDB catalog and print a table", _add_sql_arguments, _run_sql),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nmc-assets", description="nmc_assets command line tools")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    return int(args._run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
