@@ -1,0 +1,72 @@
+"""Does the drivers ranking recover a known damage law? (Virtual scans: the law is known.)
+
+The virtual beamline's law uses particle size, depth along z, contact fraction and cycles, plus noise.
+Size has no single column: it is seen through ``volume_um3`` and ``surface_outer_um2`` (``vs_ratio`` is
+V^(1/3)/S^(1/2), dimensionless: a shape measure, not a size), so a driver *group* ranks at the best
+rank of its columns.
+
+The rule (:func:`driver_recovery`), per condition:
+
+1. every true driver group ranks within the top ``top_k`` (default 5) by mean |SHAP|, and
+2. every attribute the law does not use and that is not correlated with a driver by construction
+   (orientations yaw/pitch/roll, neighbour alignment ``orien_iso``, neighbour elongation spread
+   ``elong_std``) ranks below the lowest-ranked true driver group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+#: The virtual beamline's drivers within one cycling condition, as attribute groups.
+LAW_DRIVER_GROUPS: dict[str, tuple[str, ...]] = {
+    "size": ("volume_um3", "surface_outer_um2"),
+    "depth": ("z_um",),
+    "contact": ("contact",),
+}
+#: Attributes the law does not use and that are not tied to a driver by geometry.
+LAW_UNRELATED: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "orien_iso", "elong_std")
+
+
+def driver_recovery(
+    table: pd.DataFrame,
+    condition: str,
+    driver_groups: Mapping[str, Sequence[str]] = LAW_DRIVER_GROUPS,
+    unrelated: Sequence[str] = LAW_UNRELATED,
+    top_k: int = 5,
+) -> dict[str, Any]:
+    """Check the rule of the module doc on one condition of a drivers table.
+
+    Returns ``{"passed", "group_ranks", "unrelated_ranks", "worst_driver_rank", "best_unrelated_rank",
+    "ranking", "failures"}``; ``ranking`` lists the attributes from rank 1 down.
+    """
+    rows = table[table["condition"] == condition].sort_values("rank")
+    if rows.empty:
+        raise ValueError(f"condition {condition!r} not in the drivers table (has {sorted(table['condition'].unique())})")
+    rank = dict(zip(rows["attribute"], rows["rank"].astype(int)))
+    failures = []
+    group_ranks = {}
+    for group, columns in driver_groups.items():
+        present = [rank[c] for c in columns if c in rank]
+        if not present:
+            failures.append(f"driver group {group!r}: none of {list(columns)} in the table")
+            continue
+        group_ranks[group] = min(present)
+        if group_ranks[group] > top_k:
+            failures.append(f"driver group {group!r} ranks {group_ranks[group]} > top {top_k}")
+    worst = max(group_ranks.values()) if group_ranks else 0
+    unrelated_ranks = {a: rank[a] for a in unrelated if a in rank}
+    for attr, r in unrelated_ranks.items():
+        if r < worst:
+            failures.append(f"unrelated attribute {attr!r} ranks {r}, above the lowest true driver (rank {worst})")
+    return {
+        "passed": not failures,
+        "group_ranks": group_ranks,
+        "unrelated_ranks": unrelated_ranks,
+        "worst_driver_rank": worst,
+        "best_unrelated_rank": min(unrelated_ranks.values()) if unrelated_ranks else None,
+        "ranking": list(rows["attribute"]),
+        "failures": failures,
+    }

@@ -1,0 +1,192 @@
+"""Damage analytics assets: random forests of damage per cycling condition, and their SHAP drivers."""
+
+
+import base64
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from nmc_assets.analytics.damage_model import (
+    DEFAULT_EXCLUDED_ATTRIBUTES,
+    MIN_PARTICLES,
+    STUDY_ATTRIBUTES,
+    DamageModelConfig,
+)
+from nmc_assets.defs.resources import DataRootResource
+
+ANALYTICS_CODE_VERSION = "analytics-v1"
+
+
+class DamageModelAssetConfig(dg.Config):
+    """Random-forest settings; the defaults are Li et al. 2022's (40 trees, absolute_error, 30 leaves)."""
+
+    n_trees: int = Field(default=40, description="Trees per forest.")
+    criterion: str = Field(default="absolute_error", description="Split criterion (study: MAE = absolute_error).")
+    max_leaf_nodes: int = Field(default=30, description="Leaves per tree.")
+    max_features: str = Field(default="sqrt", description="Attributes tried per split: sqrt, log2, or a number.")
+    min_impurity_decrease: float = Field(default=1.02e-5, description="Study's minimum impurity decrease.")
+    test_fraction: float = Field(default=0.05, description="Held-out share per repeat.")
+    n_seeds: int = Field(default=10, description="Seeds (train/test split and forest) per subsample.")
+    n_subsamples: int = Field(default=10, description="Random particle subsamples per condition.")
+    subsample_size: int = Field(default=500, description="Particles per subsample (all, when fewer).")
+    cv_folds: int = Field(default=5, description="Folds of the out-of-fold score per subsample.")
+    min_particles: int = Field(default=MIN_PARTICLES, description="A condition with fewer usable particles is skipped.")
+    attributes: list[str] = Field(default=list(STUDY_ATTRIBUTES), description="Candidate attributes (DESIGN 3.3 columns).")
+    exclude_attributes: list[str] = Field(
+        default=list(DEFAULT_EXCLUDED_ATTRIBUTES),
+        description="Attributes left out. Default: those that restate damage (crack surface and roughness, "
+        "intensity mean and 1/std over the filled particle). [] regresses on the study's full list.",
+    )
+    include_border_particles: bool = Field(default=False, description="Keep particles cut by the volume border.")
+    cycles_in_all: bool = Field(default=True, description="Use cycles as an attribute in the pooled 'all' condition.")
+    random_seed: int = Field(default=0, description="Base seed of subsamples, splits and forests.")
+    n_jobs: int = Field(default=1, description="Worker processes per forest fit.")
+
+    def to_core(self) -> DamageModelConfig:
+        max_features: str | float | int | None = self.max_features
+        if self.max_features not in ("sqrt", "log2"):
+            number = float(self.max_features)
+            max_features = int(number) if number.is_integer() and number >= 1 else number
+        return DamageModelConfig(
+            n_trees=self.n_trees,
+            criterion=self.criterion,
+            max_leaf_nodes=self.max_leaf_nodes,
+            max_features=max_features,
+            min_impurity_decrease=self.min_impurity_decrease,
+            test_fraction=self.test_fraction,
+            n_seeds=self.n_seeds,
+            n_subsamples=self.n_subsamples,
+            subsample_size=self.subsample_size,
+            cv_folds=self.cv_folds,
+            min_particles=self.min_particles,
+            attributes=tuple(self.attributes),
+            exclude_attributes=tuple(self.exclude_attributes),
+            include_border_particles=self.include_border_particles,
+            cycles_in_all=self.cycles_in_all,
+            random_seed=self.random_seed,
+            n_jobs=self.n_jobs,
+        )
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _scores_markdown(conditions: dict) -> str:
+    if not conditions:
+        return "no condition fitted"
+    lines = [
+        "| condition | particles | repeats | R² OOF | MAE OOF | R² held-out 5 % | time s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, c in conditions.items():
+        lines.append(
+            f"| {label} | {c['n_particles']} | {c['n_repeats']} | {_fmt(c['r2_oof_mean'])} ± {_fmt(c['r2_oof_std'])} "
+            f"| {_fmt(c['mae_oof_mean'], 4)} ± {_fmt(c['mae_oof_std'], 4)} "
+            f"| {_fmt(c['r2_test_mean'])} ± {_fmt(c['r2_test_std'])} | {c['seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _skipped_markdown(skipped: dict) -> str:
+    return "\n".join(f"- **{k}**: {v}" for k, v in skipped.items()) or "none"
+
+
+@dg.asset(
+    group_name="analytics",
+    kinds={"scikitlearn", "parquet"},
+    code_version=ANALYTICS_CODE_VERSION,
+    deps=[dg.AssetKey("particle_features")],
+)
+def damage_model(
+    context: dg.AssetExecutionContext, config: DamageModelAssetConfig, data_root: DataRootResource
+) -> dg.MaterializeResult:
+    """Random forests regressing particle damage on the other attributes, per cycling condition.
+
+    One condition per ``cycles`` value of the scans, plus ``all`` (every particle; ``cycles`` is then
+    an attribute). Per condition: subsamples x seeds repeats with a 5 % held-out split, a K-fold
+    out-of-fold score per subsample, and mean |SHAP| per attribute and repeat. Conditions with too
+    few particles are skipped with the reason. Attributes that restate damage are excluded by default.
+    Writes ``warehouse/analytics/damage_model/`` (summary.json, per-repeat Parquet tables, SHAP of
+    every particle, the reference forests as joblib).
+    """
+    from nmc_assets.analytics.pipeline import build_damage_model, model_dir
+
+    layout = data_root.layout
+    t0 = time.perf_counter()
+    results = build_damage_model(layout.particle_features_glob, layout.analytics, config.to_core())
+    seconds = time.perf_counter() - t0
+    from nmc_assets.analytics.store import summary_dict
+
+    summary = summary_dict(results)
+    for name, reason in results.skipped.items():
+        context.log.warning(f"damage_model: skipped {name}: {reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(model_dir(layout.analytics))),
+            "scores": dg.MetadataValue.md(_scores_markdown(summary["conditions"])),
+            "skipped": dg.MetadataValue.md(_skipped_markdown(results.skipped)),
+            "conditions": dg.MetadataValue.json(list(results.conditions)),
+            "particles_used": dg.MetadataValue.int(int(results.inputs.get("rows_used", 0))),
+            "attributes_used": dg.MetadataValue.json(results.inputs.get("attributes_used", [])),
+            "attributes_excluded": dg.MetadataValue.json(results.inputs.get("attributes_excluded", {})),
+            "inputs": dg.MetadataValue.json({k: v for k, v in results.inputs.items() if k.startswith("rows_")}),
+            "wall_time_s": dg.MetadataValue.float(round(seconds, 2)),
+        }
+    )
+
+
+@dg.asset(
+    group_name="analytics",
+    kinds={"parquet", "duckdb", "matplotlib"},
+    code_version=ANALYTICS_CODE_VERSION,
+    deps=[damage_model],
+    pool="duckdb",
+)
+def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
+    """Mean |SHAP| per attribute and condition, with its spread over the repeats (the damage drivers).
+
+    Writes ``warehouse/analytics/damage_drivers.parquet`` (also the DuckDB table ``damage_drivers``),
+    a grouped bar chart of attributes by condition and one SHAP beeswarm per condition under
+    ``warehouse/analytics/plots/``.
+    """
+    from nmc_assets.analytics.pipeline import build_damage_drivers
+    from nmc_assets.analytics.plots import drivers_bar_chart
+
+    layout = data_root.layout
+    outputs = build_damage_drivers(layout.analytics)
+    catalog_note = _update_catalog(context, layout)
+    metadata = {
+        "path": dg.MetadataValue.path(str(outputs.table_path)),
+        "dagster/row_count": dg.MetadataValue.int(len(outputs.table)),
+        "skipped": dg.MetadataValue.md(_skipped_markdown(outputs.skipped)),
+        "catalog": dg.MetadataValue.text(catalog_note),
+    }
+    if not outputs.table.empty:
+        small = drivers_bar_chart(outputs.table, dpi=50)
+        metadata["bar_chart"] = dg.MetadataValue.md(
+            f"![damage drivers](data:image/png;base64,{base64.b64encode(small).decode()})"
+        )
+        metadata["bar_chart_path"] = dg.MetadataValue.path(str(outputs.bar_chart))
+        metadata["beeswarm_paths"] = dg.MetadataValue.json({k: str(v) for k, v in outputs.beeswarms.items()})
+        top = outputs.table[outputs.table["rank"] <= 5]
+        lines = ["| condition | rank | attribute | mean abs SHAP | std | top-3 share |", "| --- | --- | --- | --- | --- | --- |"]
+        for row in top.itertuples():
+            lines.append(
+                f"| {row.condition} | {row.rank} | {row.attribute} | {row.mean_abs_shap:.4f} | {row.std_abs_shap:.4f} | {row.top3_fraction:.2f} |"
+            )
+        metadata["top_drivers"] = dg.MetadataValue.md("\n".join(lines))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _update_catalog(context: dg.AssetExecutionContext, layout) -> str:
+    """Rebuild the DuckDB catalog (features helper's build_catalog copies damage_drivers.parquet in)."""
+    try:
+        from nmc_assets.features.catalog import build_catalog
+    except ImportError as exc:
+        message = f"DuckDB catalog not updated: nmc_assets.features.catalog.build_catalog unavailable ({exc})"
+        context.log.warning(message)
+        return message
+    build_catalog(layout)
+    return f"table damage_drivers in {layout.catalog}"
