@@ -141,7 +141,7 @@ def train_stardist(
         model = StarDist2D(sd_conf, name=out_dir.name, basedir=str(tmp.parent / "_stardist_build" / tmp.name))
         model.train(X, Y, validation_data=(Xv, Yv), augmenter=augmenter(config.seed) if config.augment else None, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch)
         train_s = time.time() - t0
-        model.optimize_thresholds(Xv, Yv, verbose=0)
+        model.optimize_thresholds(Xv, Yv, iou_threshs=[0.5, 0.7], optimize_kwargs={"verbose": False})
         scores = validation_ap(model, Xv, Yv)
         built = Path(model.logdir)
         for f in ("config.json", "weights_best.h5", "thresholds.json"):
@@ -199,3 +199,12 @@ def copy_model(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     with atomic_path(dst) as tmp:
         shutil.copytree(src, tmp)
     return Path(dst)
+
+
+def repository_models_dir() -> Path:
+    """``<repo>/data/models/stardist``: where the shipped default model lives (committed with the code)."""
+    return Path(__file__).resolve().parents[2] / "data" / "models" / "stardist"
+
+
+def shipped_model_dir(name: str = DEFAULT_MODEL_NAME) -> Path:
+    return repository_models_dir() / name

@@ -61,17 +61,20 @@ def bin_volume_slabwise(source, factor: int, normalize: tuple[float, float] | No
 
 
 def bin_labels_mode(labels: np.ndarray, factor: int) -> np.ndarray:
-    """Downsample a label image by taking the centre voxel of each block (keeps ids, no blending)."""
+    """Downsample a label image by blocks of ``factor``: a block is foreground when most of it is;
+    it takes the id of its centre voxel (or, when that is background, the largest id in the block)."""
+    labels = np.asarray(labels)
     if factor == 1:
-        return np.asarray(labels)
-    c = factor // 2
-    sl = tuple(slice(c, None, factor) for _ in labels.shape)
-    out = np.asarray(labels)[sl]
-    want = binned_shape(labels.shape, factor)
-    if out.shape != want:  # partial last block shorter than the centre offset
-        pad = [(0, w - s) for s, w in zip(out.shape, want)]
-        out = np.pad(out, pad, mode="edge")
-    return out
+        return labels
+    pad = [(0, (-s) % factor) for s in labels.shape]
+    lab = np.pad(labels, pad, mode="edge") if any(p[1] for p in pad) else labels
+    fg = bin_mean(lab > 0, factor) > 0.5
+    c = (factor - 1) // 2
+    centre = lab[tuple(slice(c, None, factor) for _ in lab.shape)]
+    largest = np.zeros_like(centre)
+    for offs in np.ndindex(*(factor,) * lab.ndim):
+        np.maximum(largest, lab[tuple(slice(o, None, factor) for o in offs)], out=largest)
+    return np.where(fg, np.where(centre > 0, centre, largest), 0).astype(labels.dtype)
 
 
 def upsample_labels_slabs(labels: np.ndarray, factor: int, full_shape: tuple[int, int, int], slab: int = 32) -> Iterator[tuple[int, np.ndarray]]:

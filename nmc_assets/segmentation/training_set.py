@@ -203,3 +203,27 @@ def load_training_set(folder: str | os.PathLike) -> tuple[dict, dict[str, tuple[
         data[e["split"]][0].extend(imgs)
         data[e["split"]][1].extend(lbls)
     return index, data
+
+
+def tomogram_slices(tomogram_path: str | os.PathLike, labels: np.ndarray, source: str, *, working_pixel_um: float = DEFAULT_WORKING_PIXEL_UM, slice_step: int = 2, min_size: int = 0) -> list[SliceSet]:
+    """View slices of a stored tomogram Zarr (float32, attrs voxel_size_um + percentiles) and its labels.
+
+    The tomogram is binned slab by slab (never loaded whole at full resolution).
+    """
+    from ..storage import open_zarr
+    from .scaling import bin_volume_slabwise
+
+    arr = open_zarr(tomogram_path)
+    attrs = dict(arr.attrs)
+    if tuple(arr.shape) != tuple(labels.shape):
+        raise ValueError(f"{source}: labels shape {labels.shape} != tomogram shape {tuple(arr.shape)}")
+    pct = attrs.get("percentiles") or {}
+    if "1" in pct and "99.8" in pct:
+        norm = (float(pct["1"]), float(pct["99.8"]))
+    else:
+        sample = np.asarray(arr[:: max(1, arr.shape[0] // 16)], np.float32)
+        norm = tuple(float(v) for v in np.percentile(sample, [1, 99.8]))
+    factor = bin_factor_for(float(attrs["voxel_size_um"]), working_pixel_um)
+    img = bin_volume_slabwise(arr, factor, norm)
+    lbl = bin_labels_mode(labels, factor)
+    return volume_slices(img, lbl, source, slice_step=slice_step, min_size=min_size)

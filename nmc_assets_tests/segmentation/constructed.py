@@ -58,3 +58,30 @@ def crack(labels: np.ndarray, label: int, normal=(0.0, 0.3, 1.0), width: float =
     plane = np.abs(sum((g[a] - c[a]) * n[a] for a in range(3))) <= width / 2
     inner = ndimage.binary_erosion(m, iterations=2)
     return (labels > 0) & ~(plane & inner)
+
+
+def packed_balls(shape, n: int, r_range=(6, 10), seed: int = 0, touch: float = 0.9) -> np.ndarray:
+    """Random balls that may touch slightly (centre distance >= touch * (r1 + r2)), as uint32 labels."""
+    rng = np.random.default_rng(seed)
+    centers, radii = [], []
+    tries = 0
+    while len(centers) < n and tries < 5000:
+        tries += 1
+        r = rng.uniform(*r_range)
+        c = rng.uniform(0, 1, 3) * np.array(shape)
+        if all(np.linalg.norm(c - c2) >= touch * (r + r2) for c2, r2 in zip(centers, radii)):
+            centers.append(c)
+            radii.append(r)
+    return ball_labels(shape, centers, radii)
+
+
+def phantom_scan(shape=(48, 96, 96), n: int = 40, seed: int = 0, cracked: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(image, labels): packed balls with a crack in every other one, rendered with blur and noise."""
+    labels = packed_balls(shape, n, seed=seed)
+    solid = labels > 0
+    if cracked:
+        rng = np.random.default_rng(seed + 1)
+        for i in range(1, int(labels.max()) + 1, 2):
+            if (labels == i).sum() > 500:
+                solid &= crack(labels, i, normal=rng.normal(size=3), width=1.5)
+    return phantom_image(labels, solid, noise=0.06, seed=seed), labels

@@ -1,0 +1,302 @@
+"""Group ``segmentation``: StarDist training set and model, per-view maps, fused 3D labels, accuracy check.
+
+Thin Dagster layer over :mod:`nmc_assets.segmentation` (all science lives there).
+"""
+
+
+import time
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from nmc_assets.defs.partitions import scan_partitions
+from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.segmentation.model import DEFAULT_MODEL_NAME
+from nmc_assets.segmentation.scaling import DEFAULT_WORKING_PIXEL_UM
+
+GROUP = "segmentation"
+TRAINING_SET_DIR = "stardist_training_set"
+
+
+def _labelled_scans(layout) -> list[str]:
+    """Scans with a stored tomogram and ground-truth labels in the drop folder."""
+    tomos = sorted(p.name[: -len(".zarr")] for p in (layout.warehouse / "tomograms").glob("*.zarr"))
+    return [s for s in tomos if any((layout.incoming / f"{s}{suf}").exists() for suf in (".labels.tif", ".labels.tiff"))]
+
+
+class TrainingSetConfig(dg.Config):
+    slice_step: int = Field(default=2, description="keep every n-th slice of each view (neighbours are near duplicates)")
+    val_fraction: float = Field(default=0.25, description="fraction of labelled scans held out (whole scans) for validation")
+    seed: int = Field(default=0, description="seed of the scan split")
+    working_pixel_um: float = Field(default=DEFAULT_WORKING_PIXEL_UM, description="pixel size the model works at (um)")
+    annotations_dir: str = Field(default="", description="folder of 2D <name>.tif + <name>.labels.tif pairs; empty = <data root>/annotations")
+    min_size: int = Field(default=128, description="slices are padded to at least this size (the training patch size)")
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=["raw_tomogram"],
+    kinds={"numpy", "stardist"},
+    code_version="seg-trainset-v1",
+    owners=["team:segmentation"],
+)
+def stardist_training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+    """2D image/label slices along xy, xz and yz of every scan with ground truth, plus user annotations.
+
+    Scans are binned to the model's working pixel size and normalised with their 1st/99.8th
+    percentiles. Whole scans are held out for validation (never slices of a training scan).
+    Writes ``warehouse/stardist_training_set/`` (``index.json`` + one ``.npz`` per scan and view).
+    """
+    from nmc_assets.ingest import load_labels
+    from nmc_assets.segmentation.training_set import load_annotations, save_training_set, split_scans, tomogram_slices
+    from nmc_assets.storage import atomic_path
+
+    layout = data_root.layout
+    scans = _labelled_scans(layout)
+    if len(scans) < 2:
+        raise dg.Failure(description=f"need >= 2 scans with ground truth (incoming/<scan>.labels.tif and a raw_tomogram) to hold one out; found {scans}")
+    train_ids, val_ids = split_scans(scans, config.val_fraction, config.seed)
+    sets = {"train": [], "val": []}
+    for scan in scans:
+        labels = load_labels(scan, layout.incoming)
+        split = "val" if scan in val_ids else "train"
+        sets[split] += tomogram_slices(layout.tomogram(scan), labels, scan, working_pixel_um=config.working_pixel_um, slice_step=config.slice_step, min_size=config.min_size)
+        del labels
+    ann_dir = config.annotations_dir or str(layout.annotations)
+    ann = load_annotations(ann_dir, config.working_pixel_um, config.min_size)
+    if len(ann):
+        sets["train"].append(ann)
+    out = layout.warehouse / TRAINING_SET_DIR
+    meta = {"train_scans": train_ids, "val_scans": val_ids, "working_pixel_um": config.working_pixel_um, "annotations_dir": ann_dir, "n_annotations": len(ann)}
+    with atomic_path(out) as tmp:
+        save_training_set(tmp, sets["train"], sets["val"], meta)
+    n_train = sum(len(s) for s in sets["train"])
+    n_val = sum(len(s) for s in sets["val"])
+    per_view = {f"{split}_{v}": sum(len(s) for s in sets[split] if s.view == v) for split in sets for v in ("xy", "xz", "yz", "2d")}
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "train_scans": dg.MetadataValue.json(train_ids),
+            "val_scans": dg.MetadataValue.json(val_ids),
+            "n_train_slices": n_train,
+            "n_val_slices": n_val,
+            "slices_per_view": dg.MetadataValue.json(per_view),
+            "n_annotations": len(ann),
+            "dagster/row_count": n_train + n_val,
+        }
+    )
+
+
+class StardistModelConfig(dg.Config):
+    name: str = Field(default=DEFAULT_MODEL_NAME, description="model folder name under <data root>/models/stardist/")
+    train: bool = Field(default=False, description="False: adopt the shipped default model (fast). True: train on stardist_training_set")
+    n_rays: int = 32
+    grid: int = 2
+    unet_depth: int = 2
+    unet_filters: int = 16
+    patch_size: int = 128
+    batch_size: int = 4
+    epochs: int = 30
+    steps_per_epoch: int = 60
+    learning_rate: float = 3e-4
+    augment: bool = True
+    seed: int = 0
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[stardist_training_set],
+    kinds={"tensorflow", "stardist"},
+    code_version="seg-model-v1",
+    pool="gpu",
+    owners=["team:segmentation"],
+)
+def stardist_model(context: dg.AssetExecutionContext, config: StardistModelConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+    """A StarDist2D model folder (native format: config.json, weights_best.h5, thresholds.json + nmc_model.json).
+
+    Default (``train=False``): adopts the trained default model shipped in the repository
+    (``data/models/stardist/nmc_default``) into the data root and reports its stored validation AP.
+    ``train=True``: trains on ``stardist_training_set`` (config: rays, grid, U-Net depth/filters, patch
+    size, epochs, steps, augmentation), tunes probability/NMS thresholds on the held-out scans and
+    writes ``models/stardist/<name>/`` with the validation AP in ``nmc_model.json``.
+    """
+    from nmc_assets.segmentation.model import TrainConfig, copy_model, read_model_meta, shipped_model_dir, train_stardist
+    from nmc_assets.segmentation.training_set import load_training_set
+
+    layout = data_root.layout
+    dst = layout.stardist_model(config.name)
+    t0 = time.time()
+    if config.train:
+        index, data = load_training_set(layout.warehouse / TRAINING_SET_DIR)
+        tc = TrainConfig(n_rays=config.n_rays, grid=config.grid, unet_depth=config.unet_depth, unet_filters=config.unet_filters,
+                         patch_size=config.patch_size, batch_size=config.batch_size, epochs=config.epochs,
+                         steps_per_epoch=config.steps_per_epoch, learning_rate=config.learning_rate, augment=config.augment,
+                         seed=config.seed, working_pixel_um=float(index["working_pixel_um"]))
+        meta = train_stardist(*data["train"], *data["val"], dst, tc,
+                              extra_meta={"train_scans": index["train_scans"], "val_scans": index["val_scans"], "made_by": "stardist_model asset (train=True)"})
+        source = "trained"
+    else:
+        src = shipped_model_dir(config.name)
+        if src.resolve() != dst.resolve():
+            if not src.exists():
+                raise dg.Failure(description=f"no shipped model {config.name!r} at {src}; set train=True to train one")
+            copy_model(src, dst)
+        meta = read_model_meta(dst)
+        source = f"shipped ({src})"
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(dst)),
+            "source": source,
+            "val_ap50": dg.MetadataValue.float(float(meta.get("val_ap50", float("nan")))),
+            "val_ap75": dg.MetadataValue.float(float(meta.get("val_ap75", float("nan")))),
+            "thresholds": dg.MetadataValue.json(meta.get("thresholds", {})),
+            "working_pixel_um": dg.MetadataValue.float(float(meta["working_pixel_um"])),
+            "train_config": dg.MetadataValue.json(meta.get("train_config", {})),
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
+
+
+class ViewProbabilitiesConfig(dg.Config):
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, description="model folder under <data root>/models/stardist/")
+    bin_factor: int = Field(default=0, description="in-plane (isotropic) binning; 0 = from voxel_size_um and the model's working pixel size")
+    batch_size: int = Field(default=8, description="slices per network call")
+
+
+@dg.asset(
+    partitions_def=scan_partitions,
+    group_name=GROUP,
+    deps=["raw_tomogram", stardist_model],
+    kinds={"tensorflow", "stardist", "zarr"},
+    code_version="seg-views-v1",
+    pool="gpu",
+    owners=["team:segmentation"],
+)
+def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilitiesConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+    """Object probability and mean ray-distance maps of the xy, xz and yz slice stacks of one scan.
+
+    The tomogram is normalised (1st/99.8th percentiles) and binned to the model's working pixel size
+    slab by slab; each view is predicted in batches and written slab by slab to
+    ``warehouse/view_probabilities/<scan>.zarr`` (arrays ``prob_<view>``, ``dist_<view>``, float16,
+    binned (z, y, x); distances in binned pixels).
+    """
+    from nmc_assets.previews import montage, png_markdown
+    from nmc_assets.segmentation.pipeline import normalization_from_attrs, view_probabilities as predict_views
+    from nmc_assets.storage import open_zarr
+
+    layout = data_root.layout
+    scan = context.partition_key
+    tomo = open_zarr(layout.tomogram(scan))
+    attrs = dict(tomo.attrs)
+    info = predict_views(layout.stardist_model(config.model_name), tomo, float(attrs["voxel_size_um"]), layout.view_probabilities(scan),
+                         normalize=normalization_from_attrs(attrs, tomo), bin_factor=config.bin_factor or None,
+                         attrs={"scan_id": scan}, batch_size=config.batch_size)
+    out = open_zarr(layout.view_probabilities(scan) / "prob_xy")
+    import zarr
+
+    root = zarr.open_group(str(layout.view_probabilities(scan)), mode="r")
+    zc = out.shape[0] // 2
+    imgs = [np.asarray(root[f"prob_{v}"][zc], np.float32) for v in ("xy", "xz", "yz")]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(layout.view_probabilities(scan))),
+            "bin_factor": info["bin_factor"],
+            "binned_shape": str(tuple(info["binned_shape"])),
+            "pixel_um": dg.MetadataValue.float(float(info["pixel_um"])),
+            "model": info["model"],
+            "seconds": dg.MetadataValue.float(info["seconds"]),
+            "voxels_per_second": dg.MetadataValue.float(float(np.prod(info["full_shape"]) / max(info["seconds"], 1e-6))),
+            "preview": dg.MetadataValue.md("central xy slice, probability from the xy | xz | yz views\n\n" + png_markdown(montage([(np.clip(i, 0, 1) * 255).astype(np.uint8) for i in imgs]), "prob xy|xz|yz", max_side=600)),
+        }
+    )
+
+
+class FusedLabelsConfig(dg.Config):
+    method: str = Field(default="watershed", description="'watershed' (seeded, splits touching particles) or 'kmeans' (Li et al. 2022 recipe)")
+    fg_threshold: float = Field(default=0.25, description="foreground: mean view probability above this")
+    h_um: float = Field(default=0.4, description="minimal dynamic of a seed in the fused distance map (um)")
+    min_radius_um: float = Field(default=0.75, description="seeds need a mean ray distance of at least this (um)")
+    min_volume_um3: float = Field(default=1.0, description="components smaller than this are dropped (um^3)")
+    smooth_um: float = Field(default=0.25, description="Gaussian smoothing of the distance map before seeding (um)")
+
+
+def central_overlay_png(tomo, labels) -> bytes:
+    """PNG bytes: labels over the central xy, xz and yz slices (read lazily from the two arrays)."""
+    from nmc_assets.previews import downsample_to, montage, overlay_labels, png_bytes
+
+    z, y, x = (s // 2 for s in tomo.shape)
+    pairs = [(tomo[z], labels[z]), (tomo[:, y, :], labels[:, y, :]), (tomo[:, :, x], labels[:, :, x])]
+    return png_bytes(montage([downsample_to(overlay_labels(np.asarray(i), np.asarray(l)), 384) for i, l in pairs]))
+
+
+@dg.asset(
+    partitions_def=scan_partitions,
+    group_name=GROUP,
+    deps=[view_probabilities, "raw_tomogram"],
+    kinds={"numpy", "scipy", "zarr"},
+    code_version="seg-fused-v1",
+    owners=["team:segmentation"],
+)
+def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+    """3D instance labels of one scan, fused from the three view maps.
+
+    Mean of the view probabilities and mean-ray-distance maps; foreground = probability above a
+    threshold with holes filled (cracks are inside particles); seeded watershed on the fused distance
+    map splits touching particles; each particle is hole-filled; tiny pieces dropped (``kmeans``
+    selects the published recipe instead). Fused at the binned resolution and upsampled (nearest) to
+    the tomogram grid: ``warehouse/fused_labels/<scan>.zarr``, uint32 (z, y, x), attrs ``scan_id,
+    voxel_size_um, n_particles``; a PNG of the labels over the central slices beside it.
+    """
+    import base64
+
+    from nmc_assets.segmentation.pipeline import FusionParams, fused_labels as fuse_scan
+    from nmc_assets.storage import atomic_write_bytes, open_zarr
+
+    layout = data_root.layout
+    scan = context.partition_key
+    params = FusionParams(method=config.method, fg_threshold=config.fg_threshold, h_um=config.h_um, min_radius_um=config.min_radius_um,
+                          min_volume_um3=config.min_volume_um3, smooth_um=config.smooth_um)
+    out = layout.fused_labels(scan)
+    _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan})
+    png = central_overlay_png(open_zarr(layout.tomogram(scan)), open_zarr(out))
+    png_path = atomic_write_bytes(out.with_suffix(".png"), png)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "n_particles": dg.MetadataValue.int(info["n_particles"]),
+            "method": info["method"],
+            "bin_factor": info["bin_factor"],
+            "seconds": dg.MetadataValue.float(info["seconds"]),
+            "preview_png": dg.MetadataValue.path(str(png_path)),
+            "preview": dg.MetadataValue.md(f"![labels xy | xz | yz](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        }
+    )
+
+
+class SegmentationAccuracyConfig(dg.Config):
+    min_ap50: float = Field(default=0.7, description="the check fails when AP@IoU0.5 (tp / (tp + fp + fn)) is below this")
+
+
+@dg.asset_check(asset=fused_labels, partitions_def=scan_partitions, description="AP@0.5/0.75, precision, recall, mean matched IoU against incoming/<scan>.labels.tif")
+def segmentation_accuracy(context: dg.AssetCheckExecutionContext, config: SegmentationAccuracyConfig, data_root: DataRootResource) -> dg.AssetCheckResult:
+    """Compare the fused labels of a scan with its ground truth; passes (skipped) when there is none."""
+    from nmc_assets.ingest import load_labels
+    from nmc_assets.segmentation.metrics import accuracy_summary
+    from nmc_assets.storage import read_zarr
+
+    layout = data_root.layout
+    scan = context.partition_key
+    if not any((layout.incoming / f"{scan}{s}").exists() for s in (".labels.tif", ".labels.tiff")):
+        return dg.AssetCheckResult(passed=True, metadata={"skipped": "no ground truth"}, description="no ground truth for this scan")
+    truth = load_labels(scan, layout.incoming)
+    pred = read_zarr(layout.fused_labels(scan))
+    s = accuracy_summary(truth, pred)
+    passed = s["ap50"] >= config.min_ap50
+    return dg.AssetCheckResult(
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"AP@0.5 = {s['ap50']:.3f} ({'>=' if passed else '<'} bar {config.min_ap50})",
+        metadata={**{k: (dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v))) for k, v in s.items()},
+                  "min_ap50": dg.MetadataValue.float(config.min_ap50)},
+    )
