@@ -238,7 +238,7 @@ def catalog_row_counts(path: str | os.PathLike) -> dict[str, int]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         return {
-            name: int(con.sql(f"SELECT count(*) FROM {name}").fetchone()[0])
+            name: int(con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0])
             for name in ("particle_features", "scans", "damage_drivers")
         }
     finally:

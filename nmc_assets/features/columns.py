@@ -30,14 +30,15 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
         "surface_outer_um2",
         "float64",
         "um2",
-        "area of the marching-cubes isosurface (level 0.5) of the filled mask smoothed with a 1-voxel Gaussian",
+        "area of the filled particle's surface: marching-cubes mesh of the filled mask after Taubin "
+        "smoothing (removes the voxel staircase, keeps the volume)",
     ),
     (
         "surface_inner_um2",
         "float64",
         "um2",
-        "area of crack/void surfaces: marching-cubes isosurface of the (1-voxel Gaussian smoothed) "
-        "intensity at the solid threshold, inside the filled particle eroded by 2 voxels",
+        "area of crack/void surfaces: marching-cubes isosurface of the intensity (1-voxel Gaussian) at the "
+        "solid threshold inside the filled particle eroded by 2 voxels, after Taubin smoothing",
     ),
     ("volume_um3", "float64", "um3", "volume of the filled particle (solid plus enclosed cracks and voids)"),
     ("damage", "float64", "1", "(filled volume - solid volume) / filled volume; solid = intensity >= solid threshold"),
@@ -48,13 +49,14 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
         "rough_outer",
         "float64",
         "1",
-        "outer surface area before / after Taubin smoothing of its mesh (1 = smooth)",
+        "outer mesh area before / after Taubin smoothing (voxel-scale roughness; about 1.07 for a digitised "
+        "smooth body, larger when rough)",
     ),
     (
         "rough_inner",
         "float64",
         "1",
-        "inner surface area before / after Taubin smoothing of its mesh (1 when there is no inner surface)",
+        "inner mesh area before / after Taubin smoothing (1 when there is no inner surface)",
     ),
     (
         "contact",

@@ -1,0 +1,280 @@
+"""Group ``features``: per-particle feature tables (Parquet) and the DuckDB catalog over them.
+
+Thin Dagster layer over :mod:`nmc_assets.features` (all science lives there).
+"""
+
+import time
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from nmc_assets.defs.partitions import scan_partitions
+from nmc_assets.defs.resources import DataRootResource
+
+GROUP = "features"
+FEATURES_CODE_VERSION = "features-v1"
+CATALOG_CODE_VERSION = "catalog-v1"
+#: Parquet key-value metadata written with every features file (read back by the checks).
+META_LABEL_SOURCE = b"nmc.label_source"
+META_LABELS_PATH = b"nmc.labels_path"
+META_N_LABELS = b"nmc.n_labels"
+META_SOLID_THRESHOLD = b"nmc.solid_threshold"
+
+
+class ParticleFeaturesConfig(dg.Config):
+    label_source: Literal["fused", "truth"] = Field(
+        default="fused",
+        description='"fused": warehouse/fused_labels/<scan>.zarr; "truth": incoming/<scan>.labels.tif (ground truth)',
+    )
+    local_window_um: float = Field(default=20.0, description="side of the cube for p_density (um)")
+    solid_threshold: float | None = Field(
+        default=None,
+        description="intensity at or above which a voxel is solid; empty = midpoint between the median "
+        "background and the median particle intensity of the scan",
+    )
+
+
+def _column_schema() -> dg.TableSchema:
+    from nmc_assets.features import COLUMN_DOCS, FEATURE_COLUMNS
+    from nmc_assets.features.columns import COLUMN_TYPES
+
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name,
+                COLUMN_TYPES[name],
+                description=COLUMN_DOCS[name]["description"]
+                + (f" [{COLUMN_DOCS[name]['unit']}]" if COLUMN_DOCS[name]["unit"] else ""),
+            )
+            for name in FEATURE_COLUMNS
+        ]
+    )
+
+
+def _load_labels(layout, scan_id: str, source: str) -> tuple[np.ndarray, str]:
+    if source == "truth":
+        from nmc_assets.ingest import load_labels
+
+        path = layout.incoming / f"{scan_id}.labels.tif"
+        if not path.exists() and not (layout.incoming / f"{scan_id}.labels.tiff").exists():
+            raise dg.Failure(description=f"label_source=truth but {path} does not exist", allow_retries=False)
+        return np.asarray(load_labels(scan_id, layout.incoming)), str(path)
+    from nmc_assets.storage import read_zarr
+
+    path = layout.fused_labels(scan_id)
+    if not path.exists():
+        raise dg.Failure(description=f"fused labels {path} do not exist: materialize fused_labels for {scan_id} first", allow_retries=False)
+    return read_zarr(path), str(path)
+
+
+@dg.asset(
+    partitions_def=scan_partitions,
+    group_name=GROUP,
+    deps=[dg.AssetKey("fused_labels"), dg.AssetKey("raw_tomogram")],
+    kinds={"parquet", "scipy", "pandas"},
+    code_version=FEATURES_CODE_VERSION,
+    owners=["team:features"],
+)
+def particle_features(
+    context: dg.AssetExecutionContext, config: ParticleFeaturesConfig, data_root: DataRootResource
+) -> dg.MaterializeResult:
+    """One row per particle of a scan with the DESIGN 3.3 attributes, in physical units.
+
+    Reads the tomogram (``warehouse/tomograms/<scan>.zarr``, with ``voxel_size_um`` and ``cycles`` from
+    its attributes) and the instance labels (fused, or the ground truth with ``label_source: truth``).
+    Position, orientation (yaw/pitch/roll of the principal axes), intensity, marching-cubes surfaces,
+    volume, damage ((filled - solid) / filled), shape, roughness, contact, local packing density and
+    statistics over the 6 nearest particles, computed on per-particle crops in one pass. Writes
+    ``warehouse/particle_features/scan_id=<scan>/features.parquet`` atomically, with each column's
+    description and unit in the Parquet schema.
+    """
+    import pyarrow.parquet as pq
+
+    from nmc_assets.features import compute_particle_features
+    from nmc_assets.features.extract import estimate_solid_threshold
+    from nmc_assets.features.table import features_to_arrow
+    from nmc_assets.storage import atomic_path, read_zarr, zarr_attrs
+
+    layout = data_root.layout
+    scan_id = context.partition_key
+    tomo_path = layout.tomogram(scan_id)
+    if not tomo_path.exists():
+        raise dg.Failure(description=f"tomogram {tomo_path} does not exist: materialize raw_tomogram for {scan_id} first", allow_retries=False)
+    attrs = zarr_attrs(tomo_path)
+    voxel = attrs.get("voxel_size_um")
+    if voxel is None:
+        raise dg.Failure(description=f"{tomo_path}: attribute voxel_size_um is missing", allow_retries=False)
+    cycles = attrs.get("cycles")
+    intensity = read_zarr(tomo_path)
+    labels, labels_path = _load_labels(layout, scan_id, config.label_source)
+    if labels.shape != intensity.shape:
+        raise dg.Failure(
+            description=f"labels {labels_path} have shape {labels.shape}, tomogram {tomo_path} has {intensity.shape}",
+            allow_retries=False,
+        )
+
+    t0 = time.perf_counter()
+    threshold = config.solid_threshold if config.solid_threshold is not None else estimate_solid_threshold(labels, intensity)
+    df = compute_particle_features(
+        labels,
+        intensity,
+        float(voxel),
+        scan_id=scan_id,
+        cycles=None if cycles is None else int(cycles),
+        local_window_um=config.local_window_um,
+        solid_threshold=threshold,
+    )
+    seconds = time.perf_counter() - t0
+    n_labels = int(len(df))
+
+    table = features_to_arrow(df)
+    table = table.replace_schema_metadata(
+        {
+            **(table.schema.metadata or {}),
+            META_LABEL_SOURCE: config.label_source.encode(),
+            META_LABELS_PATH: labels_path.encode(),
+            META_N_LABELS: str(n_labels).encode(),
+            META_SOLID_THRESHOLD: repr(float(threshold)).encode(),
+        }
+    )
+    out = layout.particle_features(scan_id)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+    def stat(col: str, fn) -> dg.MetadataValue:
+        vals = df[col].to_numpy(dtype=float, na_value=np.nan)
+        vals = vals[np.isfinite(vals)]
+        return dg.MetadataValue.float(float(fn(vals))) if vals.size else dg.MetadataValue.null()
+
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(n_labels),
+            "dagster/column_schema": dg.MetadataValue.table_schema(_column_schema()),
+            "path": dg.MetadataValue.path(str(out)),
+            "label_source": config.label_source,
+            "labels_path": dg.MetadataValue.path(labels_path),
+            "voxel_size_um": dg.MetadataValue.float(float(voxel)),
+            "cycles": dg.MetadataValue.int(int(cycles)) if cycles is not None else dg.MetadataValue.null(),
+            "solid_threshold": dg.MetadataValue.float(float(threshold)),
+            "median_volume_um3": stat("volume_um3", np.median),
+            "mean_damage": stat("damage", np.mean),
+            "median_damage": stat("damage", np.median),
+            "mean_sphericity": stat("sphericity", np.mean),
+            "mean_contact": stat("contact", np.mean),
+            "median_dist_nearest_um": stat("dist_nearest_um", np.median),
+            "touching_border": dg.MetadataValue.int(int(df["touches_border"].sum())),
+            "seconds": dg.MetadataValue.float(round(seconds, 3)),
+            "ms_per_particle": dg.MetadataValue.float(round(1000 * seconds / max(1, n_labels), 3)),
+            "summary": dg.MetadataValue.md(_summary_markdown(df)),
+        }
+    )
+
+
+def _summary_markdown(df) -> str:
+    cols = ["volume_um3", "damage", "sphericity", "elongation", "contact", "p_density", "dist_nearest_um"]
+    lines = ["| column | min | median | mean | max |", "| --- | --- | --- | --- | --- |"]
+    for c in cols:
+        v = df[c].to_numpy(dtype=float, na_value=np.nan)
+        v = v[np.isfinite(v)]
+        if v.size:
+            lines.append(f"| {c} | {v.min():.4g} | {np.median(v):.4g} | {v.mean():.4g} | {v.max():.4g} |")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    import pandas as pd
+
+    return "" if value is None or pd.isna(value) else str(value)
+
+
+def _read_features_file(layout, scan_id: str):
+    import pyarrow.parquet as pq
+
+    path = layout.particle_features(scan_id)
+    return path, pq.read_table(path)
+
+
+@dg.asset_check(asset=particle_features, partitions_def=scan_partitions, description="every DESIGN 3.3 column, in order, with type, description and unit")
+def particle_features_schema_complete(context: dg.AssetCheckExecutionContext, data_root: DataRootResource) -> dg.AssetCheckResult:
+    """The Parquet file has exactly the DESIGN 3.3 columns in order, with their types, descriptions and units."""
+    from nmc_assets.features.checks import schema_problems
+
+    path, table = _read_features_file(data_root.layout, context.partition_key)
+    r = schema_problems(table.schema)
+    return dg.AssetCheckResult(
+        passed=r["passed"],
+        metadata={"path": dg.MetadataValue.path(str(path)), "order_ok": r["order_ok"],
+                  **{k: dg.MetadataValue.json(r[k]) for k in ("missing", "unexpected", "wrong_type", "undocumented")}},
+    )
+
+
+@dg.asset_check(asset=particle_features, partitions_def=scan_partitions, description="required columns have no NaN or null")
+def particle_features_no_nan(context: dg.AssetCheckExecutionContext, data_root: DataRootResource) -> dg.AssetCheckResult:
+    """Required columns (all but cycles and the neighbour statistics) contain no NaN, null or infinity."""
+    from nmc_assets.features.checks import nan_counts
+
+    path, table = _read_features_file(data_root.layout, context.partition_key)
+    bad = nan_counts(table.to_pandas())
+    return dg.AssetCheckResult(
+        passed=not bad,
+        metadata={"path": dg.MetadataValue.path(str(path)), "bad_values_per_column": dg.MetadataValue.json(bad),
+                  "rows": table.num_rows},
+    )
+
+
+@dg.asset_check(asset=particle_features, partitions_def=scan_partitions, description="one row per label of the label volume used")
+def particle_features_row_count(context: dg.AssetCheckExecutionContext, data_root: DataRootResource) -> dg.AssetCheckResult:
+    """Row count (and particle ids) equal the distinct non-zero labels of the label volume the features came from."""
+    from nmc_assets.features.checks import row_count_matches
+
+    layout = data_root.layout
+    path, table = _read_features_file(layout, context.partition_key)
+    source = (table.schema.metadata or {}).get(META_LABEL_SOURCE, b"fused").decode()
+    labels, labels_path = _load_labels(layout, context.partition_key, source)
+    r = row_count_matches(table.column("particle_id").to_pylist(), labels)
+    return dg.AssetCheckResult(
+        passed=r["passed"],
+        metadata={"rows": r["rows"], "labels": r["labels"], "particle_ids_match_labels": r["ids_match"],
+                  "label_source": source, "labels_path": dg.MetadataValue.path(labels_path)},
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[particle_features],
+    kinds={"duckdb", "parquet"},
+    code_version=CATALOG_CODE_VERSION,
+    pool="duckdb",
+    owners=["team:features"],
+)
+def particle_catalog(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
+    """The DuckDB catalog ``warehouse/nmc.duckdb`` for SQL over every scan.
+
+    Views ``particle_features`` (all scans' Parquet files, hive-partitioned by ``scan_id``) and
+    ``scans`` (one row per scan: metadata and processing status), table ``damage_drivers``. Rebuilt
+    into a new file and renamed into place, so readers never see a half-built catalog; open it
+    read-only, e.g. ``nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY 1"``.
+    """
+    from nmc_assets.features.catalog import build_catalog, catalog_row_counts, query_catalog_df
+
+    layout = data_root.layout
+    path = build_catalog(layout)
+    counts = catalog_row_counts(path)
+    per_scan = query_catalog_df("SELECT scan_id, status, n_particles, cycles FROM scans", path)
+    table_md = "| scan | status | particles | cycles |\n| --- | --- | --- | --- |\n" + "\n".join(
+        f"| {r.scan_id} | {r.status} | {_fmt(r.n_particles)} | {_fmt(r.cycles)} |" for r in per_scan.itertuples()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "particle_features_rows": dg.MetadataValue.int(counts["particle_features"]),
+            "scans_rows": dg.MetadataValue.int(counts["scans"]),
+            "damage_drivers_rows": dg.MetadataValue.int(counts["damage_drivers"]),
+            "scans": dg.MetadataValue.md(table_md),
+            "query_example": dg.MetadataValue.md(
+                '`nmc-assets sql "SELECT scan_id, count(*) AS particles, avg(damage) FROM particle_features GROUP BY scan_id"`'
+            ),
+        }
+    )

@@ -1,0 +1,52 @@
+"""Quality checks of a ``particle_features`` table (used by the Dagster asset checks; no Dagster here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nmc_assets.features.columns import REQUIRED_COLUMNS, arrow_schema
+
+
+def schema_problems(schema) -> dict:
+    """Compare a ``pyarrow.Schema`` with the DESIGN 3.3 contract.
+
+    Returns ``{"passed", "missing", "unexpected", "wrong_type", "undocumented", "order_ok"}``.
+    """
+    expected = arrow_schema()
+    missing = [f.name for f in expected if f.name not in schema.names]
+    unexpected = [n for n in schema.names if n not in expected.names]
+    wrong_type = [f.name for f in expected if f.name in schema.names and schema.field(f.name).type != f.type]
+    undocumented = [f.name for f in schema if not (f.metadata or {}).get(b"description") or b"unit" not in (f.metadata or {})]
+    order_ok = list(schema.names) == list(expected.names)
+    passed = not (missing or unexpected or wrong_type or undocumented) and order_ok
+    return {"passed": passed, "missing": missing, "unexpected": unexpected, "wrong_type": wrong_type,
+            "undocumented": undocumented, "order_ok": order_ok}
+
+
+def nan_counts(df) -> dict[str, int]:
+    """``{column: number of NaN/null/inf values}`` over :data:`REQUIRED_COLUMNS` (-1: column missing).
+
+    ``homogeneity`` may be +inf (constant intensity inside a particle) and is only checked for NaN.
+    """
+    bad: dict[str, int] = {}
+    for c in REQUIRED_COLUMNS:
+        if c not in df.columns:
+            bad[c] = -1
+            continue
+        col = df[c]
+        n_bad = int(col.isna().sum())
+        if col.dtype.kind == "f" and c != "homogeneity":
+            n_bad += int(np.isinf(col.to_numpy()).sum())
+        if n_bad:
+            bad[c] = n_bad
+    return bad
+
+
+def row_count_matches(particle_ids, labels: np.ndarray) -> dict:
+    """Rows vs distinct non-zero labels: ``{"passed", "rows", "labels", "ids_match"}``."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    pids = np.asarray(list(particle_ids))
+    ids_match = set(pids.tolist()) == set(ids.tolist())
+    return {"passed": bool(len(pids) == ids.size and ids_match), "rows": int(len(pids)), "labels": int(ids.size),
+            "ids_match": bool(ids_match)}

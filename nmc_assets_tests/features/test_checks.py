@@ -1,0 +1,44 @@
+"""The particle_features quality checks detect what they claim to."""
+
+import numpy as np
+import pyarrow as pa
+
+from nmc_assets.features import compute_particle_features
+from nmc_assets.features.checks import nan_counts, row_count_matches, schema_problems
+from nmc_assets.features.table import features_to_arrow
+from nmc_assets_tests.features.constructed import ball_mask, phase_image
+
+
+def _table():
+    shape = (30, 30, 60)
+    labels = np.zeros(shape, np.uint16)
+    labels[ball_mask(shape, (15, 15, 15), 8)] = 1
+    labels[ball_mask(shape, (15, 15, 45), 8)] = 2
+    df = compute_particle_features(labels, phase_image(labels > 0), 0.5, scan_id="c", cycles=None)
+    return labels, df
+
+
+def test_checks_pass_on_good_table_and_fail_on_bad_ones():
+    labels, df = _table()
+    table = features_to_arrow(df)
+    assert schema_problems(table.schema)["passed"]
+    assert nan_counts(df) == {}
+    assert row_count_matches(df["particle_id"], labels)["passed"]
+
+    dropped = table.drop_columns(["contact"])
+    r = schema_problems(dropped.schema)
+    assert not r["passed"] and r["missing"] == ["contact"]
+    plain = pa.Table.from_pandas(df, preserve_index=False)  # no field descriptions / units
+    r = schema_problems(plain.schema)
+    assert not r["passed"] and "volume_um3" in r["undocumented"]
+
+    bad = df.copy()
+    bad.loc[0, "damage"] = np.nan
+    bad.loc[1, "sphericity"] = np.inf
+    assert nan_counts(bad) == {"damage": 1, "sphericity": 1}
+    assert nan_counts(df.drop(columns=["x_um"]))["x_um"] == -1
+
+    more = labels.copy()
+    more[0:2, 0:2, 0:2] = 7
+    r = row_count_matches(df["particle_id"], more)
+    assert not r["passed"] and r["rows"] == 2 and r["labels"] == 3
