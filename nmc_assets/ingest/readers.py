@@ -74,13 +74,20 @@ def _declared_planes(tif) -> tuple[int, str] | None:
     return None
 
 
-def _planes_in_file(tif, series, file_size: int) -> int:
-    """How many 2D planes have all their bytes inside the file (IFD chain and contiguous layout)."""
-    complete_pages = 0
+def _complete_pages(tif, file_size: int) -> tuple[int, int]:
+    """``(pages whose data lies wholly inside the file, pages in the IFD chain)``."""
+    complete, total = 0, 0
     for page in tif.pages:
+        total += 1
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and all(o + c <= file_size for o, c in zip(offsets, counts)):
-            complete_pages += 1
+            complete += 1
+    return complete, total
+
+
+def _planes_in_file(tif, series, file_size: int) -> int:
+    """How many 2D planes have all their bytes inside the file (IFD chain and contiguous layout)."""
+    complete_pages, _ = _complete_pages(tif, file_size)
     plane_bytes = tif.pages.first.nbytes
     if series.dataoffset is not None and plane_bytes:
         # ImageJ / tifffile 'shaped' stacks: planes lie back to back after the first one
@@ -109,6 +116,11 @@ def _read_tiff(path: Path, read_data: bool = True) -> tuple[np.ndarray | None, t
                     if present < declared[0]:
                         raise ScanError(path, f"truncated TIFF: only {present} of {declared[0]} slices are "
                                               f"present in the file ({declared[1]})")
+                else:
+                    complete, total = _complete_pages(tif, file_size)
+                    if complete < total:
+                        raise ScanError(path, f"truncated TIFF: only {complete} of its {total} pages have all "
+                                              "their data in the file")
                 shape, dtype = tuple(series.shape), np.dtype(series.dtype)
                 if read_data:
                     data = series.asarray()

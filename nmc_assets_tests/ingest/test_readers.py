@@ -118,6 +118,17 @@ def _truncated_plain_pages(d):
     return truncate(p, 0.9)
 
 
+def _plain_pages_missing_last_bytes(d):
+    import tifffile
+
+    p = d / "x.tif"
+    with tifffile.TiffWriter(p) as w:
+        for plane in make_volume((8, 32, 32)):
+            w.write(plane, contiguous=False, metadata=None)
+    p.write_bytes(p.read_bytes()[:-10])
+    return p
+
+
 def _truncated_hdf5(d):
     return truncate(write_h5(d / "x.h5", make_volume((8, 32, 32))), 0.7)
 
@@ -200,6 +211,7 @@ BAD_INPUTS = {
     "truncated compressed TIFF": (_truncated_compressed, "x.tif", r"truncated|corrupted|not a readable TIFF"),
     "truncated OME-TIFF": (_truncated_ome, "x.tif", r"truncated"),
     "truncated page-per-page TIFF": (_truncated_plain_pages, "x.tif", r"truncated"),
+    "page-per-page TIFF missing its last bytes": (_plain_pages_missing_last_bytes, "x.tif", r"truncated"),
     "truncated HDF5": (_truncated_hdf5, "x.h5", r"truncated"),
     "fewer slices than the sidecar": (_fewer_slices_than_sidecar, "x.tif", r"truncated: 5 of 8 slices \(sidecar x\.json"),
     "2D image": (_image_2d, "x.tif", r"is a 2D image \(shape \(20, 24\)\); expected a 3D stack"),
