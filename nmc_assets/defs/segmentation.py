@@ -116,7 +116,8 @@ def stardist_model(context: dg.AssetExecutionContext, config: StardistModelConfi
     """A StarDist2D model folder (native format: config.json, weights_best.h5, thresholds.json + nmc_model.json).
 
     Default (``train=False``): adopts the trained default model shipped in the repository
-    (``data/models/stardist/nmc_default``) into the data root and reports its stored validation AP.
+    (``data/models/stardist/<name>``) into the data root (or, when none is shipped under that name, the
+    model already in the data root) and reports its stored validation AP.
     ``train=True``: trains on ``stardist_training_set`` (config: rays, grid, U-Net depth/filters, patch
     size, epochs, steps, augmentation), tunes probability/NMS thresholds on the held-out scans and
     writes ``models/stardist/<name>/`` with the validation AP in ``nmc_model.json``.
@@ -138,12 +139,14 @@ def stardist_model(context: dg.AssetExecutionContext, config: StardistModelConfi
         source = "trained"
     else:
         src = shipped_model_dir(config.name)
-        if src.resolve() != dst.resolve():
-            if not src.exists():
-                raise dg.Failure(description=f"no shipped model {config.name!r} at {src}; set train=True to train one")
+        if src.exists() and src.resolve() != dst.resolve():
             copy_model(src, dst)
+            source = f"shipped ({src})"
+        elif dst.exists():
+            source = f"existing ({dst})"
+        else:
+            raise dg.Failure(description=f"no model {config.name!r}: neither shipped at {src} nor in {dst}; set train=True to train one")
         meta = read_model_meta(dst)
-        source = f"shipped ({src})"
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(dst)),

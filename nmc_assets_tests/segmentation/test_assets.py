@@ -1,0 +1,93 @@
+"""The segmentation assets and check in process, on two small constructed scans in a drop folder."""
+
+import json
+import shutil
+
+import dagster as dg
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from nmc_assets.defs.beamline import raw_tomogram
+from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.defs.segmentation import fused_labels, segmentation_accuracy, stardist_model, stardist_training_set, view_probabilities
+from nmc_assets.paths import DataLayout
+
+pytestmark = pytest.mark.slow
+
+FUSION = {"fg_threshold": 0.2, "h_um": 0.25}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory, phantom_scans, tiny_model):
+    root = tmp_path_factory.mktemp("root")
+    inc = root / "incoming"
+    inc.mkdir()
+    for name in ("a", "v"):
+        img, lab = phantom_scans[name]
+        tifffile.imwrite(inc / f"s{name}.tif", np.clip(img * 200 + 20, 0, 255).astype(np.uint8))
+        tifffile.imwrite(inc / f"s{name}.labels.tif", lab.astype(np.uint16))
+        (inc / f"s{name}.json").write_text(json.dumps({"voxel_size_um": 0.25, "cycles": 10}))
+    img, _ = phantom_scans["b"]
+    tifffile.imwrite(inc / "nolabels.tif", np.clip(img * 200 + 20, 0, 255).astype(np.uint8))
+    (inc / "nolabels.json").write_text(json.dumps({"voxel_size_um": 0.25}))
+    shutil.copytree(tiny_model[0], DataLayout.from_path(root).stardist_model("tiny"))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("scan", ["sa", "sv", "nolabels"])
+    resources = {"data_root": DataRootResource(data_dir=str(root))}
+    for scan in ("sa", "sv", "nolabels"):
+        assert dg.materialize([raw_tomogram], partition_key=scan, instance=instance, resources=resources).success
+    return root, instance, resources
+
+
+def _run(assets, data_root, scan=None, run_config=None, raise_on_error=True):
+    root, instance, resources = data_root
+    return dg.materialize(assets, partition_key=scan, instance=instance, resources=resources, run_config=run_config or {}, raise_on_error=raise_on_error)
+
+
+def test_training_set_holds_out_whole_scans(data_root):
+    res = _run([stardist_training_set], data_root, run_config={"ops": {"stardist_training_set": {"config": {"min_size": 64}}}})
+    md = res.asset_materializations_for_node("stardist_training_set")[0].metadata
+    train, val = md["train_scans"].value, md["val_scans"].value
+    assert sorted(train + val) == ["sa", "sv"] and len(val) == 1  # the unlabelled scan is not used
+    index = json.loads((data_root[0] / "warehouse" / "stardist_training_set" / "index.json").read_text())
+    assert {e["source"] for e in index["entries"] if e["split"] == "val"} == set(val)
+    assert {e["view"] for e in index["entries"]} == {"xy", "xz", "yz"}
+
+
+def test_model_adopts_existing_and_fails_without_one(data_root):
+    res = _run([stardist_model], data_root, run_config={"ops": {"stardist_model": {"config": {"name": "tiny"}}}})
+    md = res.asset_materializations_for_node("stardist_model")[0].metadata
+    assert md["val_ap50"].value > 0.5 and md["working_pixel_um"].value == 0.25
+    bad = _run([stardist_model], data_root, run_config={"ops": {"stardist_model": {"config": {"name": "nope"}}}}, raise_on_error=False)
+    assert not bad.success
+
+
+def _segment(data_root, scan, min_ap50):
+    cfg = {
+        "view_probabilities": {"config": {"model_name": "tiny"}},
+        "fused_labels": {"config": FUSION},
+        "fused_labels_segmentation_accuracy": {"config": {"min_ap50": min_ap50}},
+    }
+    return _run([view_probabilities, fused_labels, segmentation_accuracy], data_root, scan=scan, run_config={"ops": cfg})
+
+
+def test_views_fusion_and_accuracy_check(data_root):
+    root = data_root[0]
+    res = _segment(data_root, "sv", 0.2)
+    md = res.asset_materializations_for_node("fused_labels")[0].metadata
+    n = md["n_particles"].value
+    z = zarr.open_array(str(root / "warehouse" / "fused_labels" / "sv.zarr"), mode="r")
+    assert z.dtype == np.uint32 and z.attrs["n_particles"] == n > 5 and z.attrs["scan_id"] == "sv"
+    assert (root / "warehouse" / "fused_labels" / "sv.png").stat().st_size > 1000
+    (ev,) = res.get_asset_check_evaluations()
+    assert ev.passed and ev.metadata["ap50"].value > 0.2 and ev.metadata["n_true"].value == 40
+    # the same scan against an unreachable bar: the check fails
+    (ev,) = _segment(data_root, "sv", 0.999).get_asset_check_evaluations()
+    assert not ev.passed and ev.metadata["ap50"].value < 0.999
+
+
+def test_check_skips_scan_without_ground_truth(data_root):
+    (ev,) = _segment(data_root, "nolabels", 0.9).get_asset_check_evaluations()
+    assert ev.passed and ev.metadata["skipped"].value == "no ground truth"
