@@ -6,6 +6,7 @@ import json
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from nmc_assets.defs.partitions import scan_partitions
 from nmc_assets.defs.resources import DataRootResource
@@ -16,6 +17,15 @@ from nmc_assets.storage import write_zarr
 RAW_TOMOGRAM_VERSION = "ingest-v1"
 
 
+class RawTomogramConfig(dg.Config):
+    """Options of ``raw_tomogram`` (the defaults follow DESIGN 3.1)."""
+
+    require_sidecar: bool = Field(
+        default=False,
+        description="Fail when <scan>.json is missing instead of using defaults (voxel_size_um 0.07) with a warning.",
+    )
+
+
 @dg.asset(
     partitions_def=scan_partitions,
     group_name="beamline",
@@ -24,7 +34,9 @@ RAW_TOMOGRAM_VERSION = "ingest-v1"
     owners=["team:beamline"],
     tags={"modality": "xct"},
 )
-def raw_tomogram(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
+def raw_tomogram(
+    context: dg.AssetExecutionContext, config: RawTomogramConfig, data_root: DataRootResource
+) -> dg.MaterializeResult:
     """One scan from the drop folder, validated and stored as float32 (z, y, x) Zarr.
 
     Reads ``incoming/<scan>.tif|.tiff`` (tifffile) or ``incoming/<scan>.h5`` (``/exchange/data``) with
@@ -39,6 +51,8 @@ def raw_tomogram(context: dg.AssetExecutionContext, data_root: DataRootResource)
     scan_id = context.partition_key
     try:
         volume, meta, warnings = load_scan(scan_id, layout.incoming)
+        if config.require_sidecar and meta["sidecar_path"] is None:
+            raise ScanError(layout.incoming / f"{scan_id}.json", "sidecar missing (require_sidecar is set)")
     except ScanError as err:
         raise dg.Failure(description=str(err), metadata={"file": dg.MetadataValue.path(str(err.path)),
                                                          "problem": err.problem}, allow_retries=False) from err

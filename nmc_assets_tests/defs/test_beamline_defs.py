@@ -33,13 +33,14 @@ def root(tmp_path) -> Path:
     return tmp_path
 
 
-def _materialize(root: Path, keys: list[str]):
+def _materialize(root: Path, keys: list[str], run_config=None):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("scan", keys)
     results = {}
     for key in keys:
         results[key] = dg.materialize([raw_tomogram], partition_key=key, instance=instance, raise_on_error=False,
-                                      resources={"data_root": DataRootResource(data_dir=str(root))})
+                                      resources={"data_root": DataRootResource(data_dir=str(root))},
+                                      run_config=run_config)
     return results
 
 
@@ -80,6 +81,10 @@ def test_missing_sidecar_materializes_with_a_warning(root):
     attrs = zarr_attrs(root / "warehouse/tomograms/nosc.zarr")
     assert attrs["voxel_size_um"] == 0.07 and attrs["cycles"] is None
     assert len(attrs["warnings"]) == 1 and "no sidecar" in attrs["warnings"][0]
+    strict = {"ops": {"raw_tomogram": {"config": {"require_sidecar": True}}}}
+    res = _materialize(root, ["nosc"], run_config=strict)["nosc"]
+    assert not res.success
+    assert "nosc.json: sidecar missing" in res.get_step_failure_events()[0].step_failure_data.error.message
 
 
 def test_bad_scan_fails_with_file_and_problem_and_others_still_process(root):
