@@ -1,6 +1,5 @@
 """Group ``beamline``: the validated tomogram of each scan, and the sensor that watches the drop folder."""
 
-
 import hashlib
 import json
 
@@ -41,7 +40,7 @@ def raw_tomogram(
 
     Reads ``incoming/<scan>.tif|.tiff`` (tifffile) or ``incoming/<scan>.h5`` (``/exchange/data``) with
     the optional sidecar ``<scan>.json``; moves the sidecar's ``thickness_axis`` to z; keeps the
-    original grey (phase) values. Fails with the file and the problem for truncated, 2D, empty,
+    original grey (phase) values (thickness_axis "y" gives file axes (y, z, x)). Fails with the file and the problem for truncated, 2D, empty,
     constant or non-finite volumes and for labels of another shape. Writes
     ``warehouse/tomograms/<scan>.zarr`` atomically with attrs ``scan_id, source_path,
     source_sha256, voxel_size_um, cycles, sample, beamline, thickness_axis, shape, source_dtype,
