@@ -1,0 +1,414 @@
+"""Group ``synthesis``: grain sections, shell model, stereological GAN grain model, synthetic particles,
+published dataset, and the ``calibration_quality`` check.
+
+Thin Dagster layer over :mod:`nmc_assets.synthesis` (all science lives there). Data passes by path:
+
+- ``warehouse/synthesis/grain_sections/``      2D label TIFFs + sidecars + ``manifest.json``
+                                                (+ ``reference_params.json`` for embedded pseudo-EBSD sections,
+                                                read only by the quality check)
+- ``warehouse/synthesis/shell_model.json``      fitted ShellParams + summary
+- ``models/grain_model/<version>/``             ``checkpoint.pt`` + ``params.json``; ``models/grain_model/latest.json``
+- ``warehouse/synthesis/synthetic_particles/``  volumes + Parquet descriptors + params.json
+- ``published/nmc-virtual-particles-v<version>/``
+"""
+
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from nmc_assets.defs.resources import DataRootResource, DeviceResource
+
+GROUP = "synthesis"
+SECTIONS_DIR = "grain_sections"
+REFERENCE_FILE = "reference_params.json"
+SHELL_FILE = "shell_model.json"
+PARTICLES_DIR = "synthetic_particles"
+
+
+def _reference_spec() -> dict:
+    """The packaged pseudo-EBSD reference (only grain_sections and calibration_quality read it)."""
+    return json.loads((Path(__file__).resolve().parent.parent / "synthesis" / "data" / "reference_grain_params.json").read_text())
+
+
+def _sections_dir(layout) -> Path:
+    return layout.synthesis / SECTIONS_DIR
+
+
+def _section_montage(sections, n: int = 4):
+    from nmc_assets.previews import label_colors, montage, png_markdown
+
+    imgs = [label_colors(s.labels) for s in sections[:n]]
+    return png_markdown(montage(imgs), "grain sections", max_side=4 * max(i.shape[1] for i in imgs) + 16)
+
+
+# ------------------------------------------------------------------------------------------------------
+class GrainSectionsConfig(dg.Config):
+    source: str = Field(default="auto", description="auto (user cross_sections/ if any, else pseudo-EBSD) | user | pseudo_ebsd")
+    n_sections: int = Field(default=0, description="pseudo-EBSD: number of sections; 0 = the reference file's count (64)")
+
+
+@dg.asset(group_name=GROUP, kinds={"numpy", "file"}, code_version="grain-sections-v1", owners=["team:synthesis"])
+def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+    """2D grain-label cross-sections used to calibrate the grain model (the EBSD side of the model).
+
+    User data from ``cross_sections/`` (uint16 TIFF + ``{"pixel_size_um"}`` sidecar, DESIGN 3.1) when present;
+    otherwise embedded pseudo-EBSD sections: hard-tessellation planar sections (random orientation, offset
+    up to half the radius) of particles drawn from a packaged reference parameter set. The reference is
+    recorded in ``reference_params.json`` next to the sections for the quality check only; the calibration
+    never reads it.
+    """
+    from nmc_assets.synthesis.sections import descriptor_samples, read_sections, write_sections
+    from nmc_assets.synthesis.soft_model import GrainModelParams, hard_sections
+
+    if config.source not in ("auto", "user", "pseudo_ebsd"):
+        raise dg.Failure(description=f"grain_sections: source must be auto, user or pseudo_ebsd, got {config.source!r}")
+    layout = data_root.layout
+    user_dir = layout.cross_sections
+    has_user = user_dir.is_dir() and any(p.suffix.lower() in (".tif", ".tiff") for p in user_dir.iterdir())
+    out = _sections_dir(layout)
+    if config.source == "user" or (config.source == "auto" and has_user):
+        sections = read_sections(user_dir)
+        if not sections:
+            raise dg.Failure(description=f"grain_sections: no section TIFFs in {user_dir}")
+        manifest = {"source": "user", "source_dir": str(user_dir), "n_sections": len(sections)}
+        write_sections(out, sections, {"manifest.json": manifest})
+    else:
+        ref = _reference_spec()
+        n = config.n_sections or int(ref["n_sections"])
+        params = GrainModelParams.from_dict(ref["grain_params"])
+        sections = hard_sections(params, [ref["particle_radius_um"]] * n, [ref["pixel_size_um"]] * n, seed=int(ref["seed"]))
+        manifest = {"source": "pseudo_ebsd", "n_sections": n, "pixel_size_um": ref["pixel_size_um"]}
+        write_sections(out, sections, {"manifest.json": manifest, REFERENCE_FILE: {**ref, "n_sections": n, "mean_elongation": params.mean_elongation}})
+    desc = descriptor_samples(sections)
+    context.log.info(f"grain_sections: {len(sections)} sections ({manifest['source']}) -> {out}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "source": manifest["source"],
+            "n_sections": len(sections),
+            "grains_per_section_mean": float(desc["grains_per_section"].mean()),
+            "grain_area_um2_mean": float(desc["area_um2"].mean()),
+            "preview": dg.MetadataValue.md(_section_montage(sections)),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
+class ShellModelConfig(dg.Config):
+    label_source: str = Field(default="auto", description="auto (fused labels, else incoming/<scan>.labels.tif) | fused | truth")
+    max_degree: int = Field(default=10, description="highest spherical-harmonic degree fitted")
+    n_directions: int = Field(default=600, description="rays per particle")
+    min_voxels: int = Field(default=1000, description="particles with fewer voxels are skipped")
+
+
+def _label_volumes(layout, source: str) -> list[Path]:
+    fused = sorted((layout.warehouse / "fused_labels").glob("*.zarr"))
+    truth = sorted(layout.incoming.glob("*.labels.tif")) if layout.incoming.is_dir() else []
+    if source == "fused":
+        return fused
+    if source == "truth":
+        return truth
+    return fused or truth
+
+
+@dg.asset(group_name=GROUP, deps=[dg.AssetKey("fused_labels")], kinds={"numpy", "scipy"}, code_version="shell-model-v1", owners=["team:synthesis"])
+def shell_model(context: dg.AssetExecutionContext, config: ShellModelConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+    """Outer-shell model: angular power spectrum (A_l = amplitude (l+1)^-exponent of r / r_mean) and log-normal
+    size law fitted from the segmented particles of all scans (fused labels, or ground-truth labels).
+
+    Rays from each particle centroid give r(direction); real SH coefficients are fitted by least squares,
+    voxelisation noise is subtracted, and the mean spectrum is fitted by a power law. Particles cut by the
+    volume border are skipped. With fewer than 3 usable particles the documented prior (the particle
+    model's defaults) is used. Writes ``warehouse/synthesis/shell_model.json``.
+    """
+    from nmc_assets.storage import atomic_write_json
+    from nmc_assets.synthesis.shell_fit import fit_shell_params, particle_shapes, read_label_volume
+
+    if config.label_source not in ("auto", "fused", "truth"):
+        raise dg.Failure(description=f"shell_model: label_source must be auto, fused or truth, got {config.label_source!r}")
+    layout = data_root.layout
+    paths = _label_volumes(layout, config.label_source)
+    shapes = []
+    for path in paths:
+        labels, vs = read_label_volume(path)
+        s = particle_shapes(labels, vs, lmax=config.max_degree, n_directions=config.n_directions, min_voxels=config.min_voxels)
+        context.log.info(f"shell_model: {path.name}: {len(s['equivalent_diameter_um'])} particles used, {s['skipped_border']} at the border, {s['skipped_small']} too small")
+        shapes.append(s)
+    params, summary = fit_shell_params(shapes, lmax=config.max_degree)
+    summary["label_volumes"] = [str(p) for p in paths]
+    out = layout.synthesis / SHELL_FILE
+    atomic_write_json(out, summary)
+    p = summary["params"]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "source": summary["source"],
+            "n_particles": summary["n_particles"],
+            "amplitude": p["amplitude"],
+            "exponent": p["exponent"],
+            "median_diameter_um": p["mean_diameter_um"],
+            "size_sigma": p["size_sigma"],
+        }
+    )
+
+
+def load_shell_params(layout):
+    from nmc_assets.particles.shell import ShellParams
+
+    path = layout.synthesis / SHELL_FILE
+    if not path.exists():
+        raise dg.Failure(description=f"{path} is missing: materialize shell_model first")
+    return ShellParams(**json.loads(path.read_text())["params"])
+
+
+# ------------------------------------------------------------------------------------------------------
+class GrainModelConfig(dg.Config):
+    steps: int = Field(default=60, description="parameter updates (demo default ~60 s on 2 shared CPU cores; benchmarks use 400)")
+    batch_size: int = Field(default=8, description="sections per batch")
+    n_critic: int = Field(default=5, description="critic updates per parameter update")
+    lr_params: float = Field(default=0.03, description="Adam learning rate of the log-parameters")
+    lr_critic: float = Field(default=1e-3, description="Adam(0, 0.9) learning rate of the critic")
+    tau_start: float = Field(default=1.0, description="initial temperature (units of spacing x pixel size)")
+    tau_end: float = Field(default=0.25, description="final temperature")
+    seed: int = Field(default=0, description="seed of all draws")
+    initial_density_per_um3: float = Field(default=0.5, description="initial guess (deliberately wrong)")
+    initial_mean_elongation: float = Field(default=3.45, description="initial guess (deliberately wrong)")
+    initial_elongation_log_sd: float = Field(default=0.35, description="initial guess")
+    initial_alignment_spread_deg: float = Field(default=22.5, description="initial guess (deliberately wrong)")
+    weight_spread: float = Field(default=0.1, description="fixed (not calibrated): weight sd in spacing^2")
+    hard_core_fraction: float = Field(default=0.5, description="fixed (not calibrated): hard-core distance / spacing")
+    checkpoint_every: int = Field(default=20, description="write checkpoint.pt every n steps (resume point)")
+
+    def gan_config(self):
+        from nmc_assets.synthesis.gan import GanConfig
+        from nmc_assets.synthesis.soft_model import GrainModelParams
+
+        init = GrainModelParams.with_mean_elongation(
+            self.initial_mean_elongation, self.initial_elongation_log_sd, density_per_um3=self.initial_density_per_um3,
+            alignment_spread_deg=self.initial_alignment_spread_deg, weight_spread=self.weight_spread, hard_core_fraction=self.hard_core_fraction,
+        )
+        return GanConfig(steps=self.steps, batch_size=self.batch_size, n_critic=self.n_critic, lr_params=self.lr_params,
+                         lr_critic=self.lr_critic, tau_start=self.tau_start, tau_end=self.tau_end, seed=self.seed, initial=init.to_dict())
+
+
+def _sections_fingerprint(folder: Path) -> str:
+    """SHA256 over the section TIFFs and sidecars (the calibration's data), not the reference file."""
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*")):
+        if p.suffix in (".tif", ".tiff") or (p.suffix == ".json" and p.name not in ("manifest.json", REFERENCE_FILE)):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def grain_model_version(sections_sha: str, gan_config: dict) -> str:
+    """Version of a calibration: hash of the observed sections and of the config except the step count
+    (so a longer run of the same calibration resumes the same checkpoint)."""
+    cfg = {k: v for k, v in gan_config.items() if k != "steps"}
+    blob = json.dumps({"sections": sections_sha, "config": cfg}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _history_plot(history: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from nmc_assets.previews import png_markdown
+
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, 4, figsize=(12, 2.6), dpi=70)
+    for ax, key in zip(axes, ("wasserstein_estimate", "density_per_um3", "mean_elongation", "alignment_spread_deg")):
+        ax.plot(steps, [h[key] for h in history])
+        ax.set_title(key, fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return png_markdown(img, "training history", max_side=900)
+
+
+@dg.asset(group_name=GROUP, deps=[grain_sections], kinds={"pytorch"}, pool="gpu", code_version="grain-model-v1", owners=["team:synthesis"])
+def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
+    """Calibrated radial-grain model (stereological WGAN-GP): the generator is the parametric radial GBPD
+    rendered as a soft tessellation on random planar sections; a conv critic compares them with the
+    observed sections; the global parameters (density, elongation log-mean/log-sd, alignment spread) are
+    learned from a deliberately wrong start. Writes ``models/grain_model/<version>/checkpoint.pt`` (parameters,
+    critic weights, optimizer states, history, config) + ``params.json``; resumes an existing checkpoint.
+    """
+    from nmc_assets.storage import atomic_write_json, sha256_file
+    from nmc_assets.synthesis.gan import StereologicalGan
+    from nmc_assets.synthesis.sections import read_sections
+
+    layout = data_root.layout
+    sec_dir = _sections_dir(layout)
+    sections = read_sections(sec_dir)
+    if not sections:
+        raise dg.Failure(description=f"grain_model: no sections in {sec_dir}; materialize grain_sections")
+    gcfg = config.gan_config()
+    version = grain_model_version(_sections_fingerprint(sec_dir), gcfg.to_dict())
+    folder = layout.grain_model(version)
+    ckpt = folder / "checkpoint.pt"
+    dev = device.torch_device()
+    if ckpt.exists():
+        gan = StereologicalGan.resume(ckpt, sections, gcfg, device=dev)
+        context.log.info(f"grain_model: resuming {ckpt} at step {gan.step}/{gcfg.steps}")
+    else:
+        gan = StereologicalGan(sections, gcfg, device=dev)
+    t0 = time.perf_counter()
+    gan.train(log=context.log.info, checkpoint_path=ckpt, checkpoint_every=config.checkpoint_every)
+    seconds = time.perf_counter() - t0
+    gan.save(ckpt)
+    calibrated = gan.calibrated_params()
+    params = {
+        "version": version,
+        "grain_params": calibrated.to_dict(),
+        "learned": list(gan.names),
+        "steps": gan.step,
+        "initial_params": gcfg.initial,
+        "checkpoint_sha256": sha256_file(ckpt),
+        "device": str(dev),
+        "train_seconds_this_run": seconds,
+    }
+    atomic_write_json(folder / "params.json", params)
+    atomic_write_json(layout.models / "grain_model" / "latest.json", {"version": version})
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(folder)),
+            "version": version,
+            "steps": gan.step,
+            "seconds": seconds,
+            "device": str(dev),
+            "params": dg.MetadataValue.json(calibrated.to_dict()),
+            "history": dg.MetadataValue.md(_history_plot(gan.history)) if gan.history else "",
+        }
+    )
+
+
+def load_grain_model(layout) -> tuple[dict, Path]:
+    latest = layout.models / "grain_model" / "latest.json"
+    if not latest.exists():
+        raise dg.Failure(description=f"{latest} is missing: materialize grain_model first")
+    folder = layout.grain_model(json.loads(latest.read_text())["version"])
+    return json.loads((folder / "params.json").read_text()), folder
+
+
+# ------------------------------------------------------------------------------------------------------
+class QualityConfig(dg.Config):
+    seed: int = Field(default=7, description="seed of the generated comparison sections")
+    max_distance_ratio: float = Field(default=1.5, description="pass when every descriptor distance <= ratio x the two-sample reference distance")
+    max_relative_error: float = Field(default=0.15, description="pass when each calibrated parameter is within this relative error (reference known)")
+
+
+@dg.asset_check(asset=grain_model, additional_deps=[grain_sections], blocking=False)
+def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> dg.AssetCheckResult:
+    """Wasserstein distances between observed and generated section descriptors (grain area, aspect ratio,
+    angle of the major axis to the radial direction, grains per section), against the distance between two
+    independent samples of the reference model of the same size (of the calibrated model when the
+    reference is unknown); and the relative error of each recovered parameter when the reference is known."""
+    from nmc_assets.synthesis.quality import calibration_report
+    from nmc_assets.synthesis.sections import read_sections
+    from nmc_assets.synthesis.soft_model import GrainModelParams
+
+    layout = data_root.layout
+    sec_dir = _sections_dir(layout)
+    sections = read_sections(sec_dir)
+    params, _ = load_grain_model(layout)
+    calibrated = GrainModelParams.from_dict(params["grain_params"])
+    ref_path = sec_dir / REFERENCE_FILE
+    reference = GrainModelParams.from_dict(json.loads(ref_path.read_text())["grain_params"]) if ref_path.exists() else None
+    rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"))
+    ok_dist = all(r <= config.max_distance_ratio for r in rep["distance_ratio"].values())
+    ok_par = all(abs(e) <= config.max_relative_error for e in rep.get("relative_error", {}).values())
+    return dg.AssetCheckResult(
+        passed=bool(ok_dist and ok_par),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "distances": dg.MetadataValue.json(rep["distances"]),
+            "two_sample_distances": dg.MetadataValue.json(rep["two_sample_distances"]),
+            "distance_ratio": dg.MetadataValue.json(rep["distance_ratio"]),
+            "relative_error": dg.MetadataValue.json(rep.get("relative_error", {})),
+            "reference_known": reference is not None,
+        },
+        description=f"distance ratios {rep['distance_ratio']}; relative errors {rep.get('relative_error', {})}",
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
+class SyntheticParticlesConfig(dg.Config):
+    n_particles: int = Field(default=8, description="particles to generate (thousands work; ~particles/s in the benchmarks)")
+    grid_size: int = Field(default=64, description="voxels per side of each particle's cube")
+    seed: int = Field(default=0, description="seed of the generator")
+
+
+@dg.asset(group_name=GROUP, deps=[shell_model, grain_model], kinds={"numpy", "parquet"}, code_version="synthetic-particles-v1", owners=["team:synthesis"])
+def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticParticlesConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
+    """N virtual particles: shells from the shell model, grains from the calibrated grain model, rendered by the
+    hard tessellation; per-particle (size, sphericity, grain count, mean grain elongation, radial alignment)
+    and per-grain descriptors. Writes ``warehouse/synthesis/synthetic_particles/``."""
+    from nmc_assets.previews import label_colors, montage, png_markdown
+    from nmc_assets.storage import sha256_file
+    from nmc_assets.synthesis.dataset import generate_dataset
+    from nmc_assets.synthesis.soft_model import GrainModelParams
+
+    layout = data_root.layout
+    shell_params = load_shell_params(layout)
+    gm, folder = load_grain_model(layout)
+    grain_params = GrainModelParams.from_dict(gm["grain_params"])
+    provenance = {"grain_model_version": gm["version"], "checkpoint_sha256": sha256_file(folder / "checkpoint.pt"),
+                  "shell_model_source": json.loads((layout.synthesis / SHELL_FILE).read_text())["source"]}
+    out = layout.synthesis / PARTICLES_DIR
+    res = generate_dataset(out, shell_params, grain_params, config.n_particles, config.grid_size, config.seed, provenance, device=str(device.torch_device()))
+    import tifffile
+
+    first = tifffile.imread(out / "volumes" / "particle_00000.tif")
+    c = first.shape[0] // 2
+    preview = png_markdown(montage([label_colors(first[c]), label_colors(first[:, c]), label_colors(first[:, :, c])]), "particle 0 xy | xz | yz", max_side=600)
+    df = res["particles"]
+    context.log.info(f"synthetic_particles: {config.n_particles} particles, {res['particles_per_second']:.2f} particles/s")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "dagster/row_count": int(len(df)),
+            "n_grains": res["n_grains"],
+            "particles_per_second": res["particles_per_second"],
+            "voxel_size_um": res["voxel_size_um"],
+            "mean_equivalent_diameter_um": float(df["equivalent_diameter_um"].mean()),
+            "mean_grains_per_particle": float(df["n_grains"].mean()),
+            "mean_radial_alignment": float(df["radial_alignment"].mean()),
+            "preview": dg.MetadataValue.md(preview),
+        }
+    )
+
+
+@dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v1", owners=["team:synthesis"])
+def published_dataset(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
+    """Versioned release folder ``published/nmc-virtual-particles-v<version>/`` (DESIGN 3.4): dataset card README
+    with a runnable loading example, params.json (calibrated parameters + checkpoint hash), particles.parquet,
+    grains.parquet, one zlib TIFF per particle, SHA256SUMS, CC-BY-4.0. Same inputs and seed: same bytes."""
+    from nmc_assets.synthesis.dataset import publish, verify_sha256sums
+
+    layout = data_root.layout
+    src = layout.synthesis / PARTICLES_DIR
+    if not (src / "params.json").exists():
+        raise dg.Failure(description=f"{src} is incomplete: materialize synthetic_particles first")
+    dest = publish(src, layout.published)
+    bad = verify_sha256sums(dest)
+    if bad:
+        raise dg.Failure(description=f"{dest}: checksum mismatch after writing: {bad}")
+    n_files = len((dest / "SHA256SUMS").read_text().splitlines())
+    context.log.info(f"published_dataset: {dest} ({n_files} files)")
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(dest)), "version": dest.name.rsplit("-v", 1)[1], "files": n_files, "license": "CC-BY-4.0"})
