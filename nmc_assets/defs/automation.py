@@ -49,6 +49,8 @@ REPROCESS_TAG = "nmc/reprocess"
 PER_SCAN_FOLLOWERS = ("view_probabilities", "fused_labels", "particle_features")
 #: Whole-collection assets rebuilt after scans change.
 AGGREGATE_FOLLOWERS = ("particle_catalog", "damage_model", "damage_drivers")
+#: Per-scan assets the schedule may re-run (absent keys are skipped).
+REPROCESSED_ASSETS = ("raw_tomogram", *PER_SCAN_FOLLOWERS)
 #: Model assets whose updates per-scan automation ignores (the schedule reprocesses scans instead).
 MODEL_ASSETS = ("stardist_model",)
 
@@ -173,16 +175,22 @@ def _scans_in_progress(instance: dg.DagsterInstance) -> set[str]:
 
 
 def scans_to_reprocess(
-    instance: dg.DagsterInstance, asset_graph, scan_ids: Sequence[str] | None = None
+    instance: dg.DagsterInstance,
+    asset_graph,
+    scan_ids: Sequence[str] | None = None,
+    asset_names: Sequence[str] = REPROCESSED_ASSETS,
 ) -> list[ReprocessRequest]:
-    """Apply the reprocessing rule of the module docstring to every scan (or ``scan_ids``)."""
+    """Apply the reprocessing rule of the module docstring to every scan (or ``scan_ids``), over the
+    scan-partitioned assets named in ``asset_names`` that exist in ``asset_graph``."""
     if scan_ids is None:
         scan_ids = scan_partitions.get_partition_keys(dynamic_partitions_store=instance)
     scan_ids = sorted(set(scan_ids) - _scans_in_progress(instance))
     if not scan_ids:
         return []
     order = [k for k in asset_graph.toposorted_asset_keys if asset_graph.get(k).is_materializable]
-    per_scan = [k for k in order if _is_scan_partitioned(asset_graph.get(k))]
+    per_scan = [
+        k for k in order if k.to_user_string() in asset_names and _is_scan_partitioned(asset_graph.get(k))
+    ]
     latest = {key: _latest_records_by_partition(instance, key, scan_ids) for key in per_scan}
     unpartitioned_latest: dict[dg.AssetKey, int | None] = {}
 
@@ -245,7 +253,7 @@ def scans_to_reprocess(
     name="reprocess_scans",
     cron_schedule=REPROCESS_CRON,
     execution_timezone="UTC",
-    target=dg.AssetSelection.all(),
+    target=_key_selection(REPROCESSED_ASSETS),
     description=(
         "Nightly: re-runs, per scan, the per-scan assets whose code version changed or whose inputs were "
         "re-materialized since (a new stardist_model, a re-ingested tomogram), plus everything per-scan "
