@@ -251,6 +251,7 @@ def prepare_conditions(
     labels = rows["cycles"].map(condition_label) if "cycles" in rows.columns else pd.Series(None, index=rows.index, dtype=object)
     inputs["rows_without_cycles"] = int(labels.isna().sum())
     inputs["rows_used"] = int(len(rows))
+    inputs["scan_ids"] = sorted(map(str, rows["scan_id"].unique())) if "scan_id" in rows.columns else []
 
     frames: dict[str, pd.DataFrame] = {}
     columns: dict[str, list[str]] = {}

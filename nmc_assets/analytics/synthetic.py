@@ -28,8 +28,8 @@ def synthetic_features(
 ) -> pd.DataFrame:
     """A features table with ``n_per_condition`` particles per cycling condition.
 
-    damage = k(cycles) * (0.45 s + 0.35 depth + 0.20 contact) + N(0, noise), clipped to [0, 0.9], with
-    s the equivalent diameter scaled to [0, 1] over 4-14 um, depth = z / thickness in [0, 1] and
+    damage = k(cycles) * (0.40 s + 0.30 depth + 0.30 contact) + N(0, noise), clipped to [0, 0.9], with
+    s the equivalent diameter scaled to [0, 1] over 4-14 um, depth = z / thickness in [0, 1], contact ~ Beta(2, 3) and
     k = 0.15 + 0.35 * (1 - exp(-cycles / 40)).
     """
     rng = np.random.default_rng(seed)
@@ -41,10 +41,10 @@ def synthetic_features(
         roughness = rng.lognormal(0.0, 0.05, n)
         surface = np.pi * diameter**2 * rng.lognormal(0.08, 0.04, n) * roughness
         z = rng.uniform(0.0, thickness_um, n)
-        contact = rng.beta(2.0, 5.0, n)
+        contact = rng.beta(2.0, 3.0, n)
         k = 0.15 + 0.35 * (1 - np.exp(-n_cycles / 40.0))
         size = (diameter - 4.0) / 10.0
-        damage = np.clip(k * (0.45 * size + 0.35 * z / thickness_um + 0.20 * contact) + rng.normal(0, noise, n), 0.0, 0.9)
+        damage = np.clip(k * (0.40 * size + 0.30 * z / thickness_um + 0.30 * contact) + rng.normal(0, noise, n), 0.0, 0.9)
         elongation = 1.0 + rng.lognormal(-1.5, 0.5, n)
         frame = pd.DataFrame(
             {

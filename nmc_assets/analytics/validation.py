@@ -70,3 +70,34 @@ def driver_recovery(
         "ranking": list(rows["attribute"]),
         "failures": failures,
     }
+
+
+def virtual_scan_laws(incoming_dir, scan_ids: Sequence[str]) -> dict[str, dict | None]:
+    """Per scan id, the simulator's ``damage_law`` from ``<incoming>/<scan_id>.json``, or ``None``.
+
+    ``None`` means the scan is not a virtual scan (no sidecar, or a sidecar without a damage law), so
+    there is no known law to compare with.
+    """
+    import json
+    from pathlib import Path
+
+    laws: dict[str, dict | None] = {}
+    for scan_id in scan_ids:
+        sidecar = Path(incoming_dir) / f"{scan_id}.json"
+        try:
+            law = json.loads(sidecar.read_text()).get("damage_law") if sidecar.exists() else None
+        except (OSError, ValueError):
+            law = None
+        laws[scan_id] = law if isinstance(law, dict) else None
+    return laws
+
+
+def law_recovery_report(table: pd.DataFrame, top_k: int = 5) -> dict[str, Any]:
+    """:func:`driver_recovery` on every cycling condition of a drivers table (``all`` when it is the only one).
+
+    Returns ``{"passed", "conditions": {condition: driver_recovery(...)}}``; ``passed`` is None when the
+    table has no condition.
+    """
+    conditions = [c for c in table["condition"].unique() if c != "all"] or list(table["condition"].unique())
+    report = {c: driver_recovery(table, c, top_k=top_k) for c in conditions}
+    return {"passed": all(r["passed"] for r in report.values()) if report else None, "conditions": report}

@@ -190,3 +190,44 @@ def _update_catalog(context: dg.AssetExecutionContext, layout) -> str:
         return message
     build_catalog(layout)
     return f"table damage_drivers in {layout.catalog}"
+
+
+@dg.asset_check(asset=damage_drivers, blocking=False)
+def damage_law_recovery(data_root: DataRootResource) -> dg.AssetCheckResult:
+    """On virtual scans (known damage law): the law's drivers lead the mean |SHAP| ranking.
+
+    Per cycling condition: size (volume_um3 or surface_outer_um2), depth (z_um) and contact each rank in
+    the top 5, and yaw/pitch/roll, orien_iso and elong_std rank below the lowest of them. Not applicable
+    (passes, says so) when a scan has no simulator damage law in its sidecar, or nothing was fitted.
+    """
+    import json
+
+    import pandas as pd
+
+    from nmc_assets.analytics.pipeline import drivers_path, model_dir
+    from nmc_assets.analytics.validation import law_recovery_report, virtual_scan_laws
+
+    layout = data_root.layout
+    summary = json.loads((model_dir(layout.analytics) / "summary.json").read_text())
+    table = pd.read_parquet(drivers_path(layout.analytics))
+    scan_ids = summary.get("inputs", {}).get("scan_ids", [])
+    laws = virtual_scan_laws(layout.incoming, scan_ids)
+    real = [s for s, law in laws.items() if law is None]
+    if table.empty or not scan_ids or real:
+        why = "no condition was fitted" if table.empty or not scan_ids else f"scans without a known damage law: {real}"
+        return dg.AssetCheckResult(passed=True, description=f"not applicable: {why}",
+                                   metadata={"applicable": False, "reason": why})
+    report = law_recovery_report(table)
+    lines = ["| condition | size | depth | contact | best unrelated | top 5 |", "| --- | --- | --- | --- | --- | --- |"]
+    for c, r in report["conditions"].items():
+        g = r["group_ranks"]
+        lines.append(f"| {c} | {g.get('size')} | {g.get('depth')} | {g.get('contact')} | {r['best_unrelated_rank']} "
+                     f"| {', '.join(r['ranking'][:5])} |")
+    failures = [f"{c}: {f}" for c, r in report["conditions"].items() for f in r["failures"]]
+    return dg.AssetCheckResult(
+        passed=bool(report["passed"]),
+        severity=dg.AssetCheckSeverity.WARN,
+        description="law drivers recovered" if report["passed"] else "; ".join(failures),
+        metadata={"applicable": True, "ranks": dg.MetadataValue.md("\n".join(lines)),
+                  "failures": dg.MetadataValue.json(failures)},
+    )

@@ -6,7 +6,7 @@ from nmc_assets.analytics.damage_model import DamageModelConfig, fit_damage_mode
 from nmc_assets.analytics.synthetic import synthetic_features
 
 #: Fewer repeats than the study's 10 x 10 so the suite stays fast; the estimator settings are the study's.
-FAST_CONFIG = DamageModelConfig(n_seeds=3, n_subsamples=2, subsample_size=300)
+FAST_CONFIG = DamageModelConfig(n_seeds=2, n_subsamples=2, subsample_size=250)
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,32 @@ def test_materialize_with_one_small_scan_skips_cleanly(tmp_path):
 def test_no_features_fails_naming_the_path(tmp_path):
     with pytest.raises(Exception, match="no particle_features Parquet files"):
         _materialize(tmp_path)
+
+
+def test_law_recovery_check_applies_only_to_virtual_scans(tmp_path):
+    from nmc_assets.defs.analytics import damage_law_recovery
+
+    layout = DataLayout.from_path(tmp_path)
+    table = synthetic_features(n_per_condition=200, seed=4)
+    _write(layout, table)
+
+    def run():
+        result = dg.materialize(
+            [damage_model, damage_drivers, damage_law_recovery],
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={"data_root": DataRootResource(data_dir=str(tmp_path))},
+            run_config=FAST_RUN_CONFIG,
+        )
+        evaluations = result.get_asset_check_evaluations()
+        assert len(evaluations) == 1
+        return evaluations[0]
+
+    not_virtual = run()
+    assert not_virtual.passed and not_virtual.metadata["applicable"].value is False
+    layout.incoming.mkdir(parents=True)
+    for scan_id in table["scan_id"].unique():
+        (layout.incoming / f"{scan_id}.json").write_text('{"cycles": 10, "damage_law": {"b0": 0.03}}')
+    virtual = run()
+    assert virtual.metadata["applicable"].value is True
+    assert virtual.passed, virtual.description
+    assert "| 10 |" in virtual.metadata["ranks"].value

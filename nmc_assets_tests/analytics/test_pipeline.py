@@ -51,7 +51,7 @@ def test_store_round_trip_matches_in_memory(tmp_path, synthetic_results):
     assert stored.conditions == ["10", "50", "all"]
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["config"]["criterion"] == "absolute_error"
-    assert summary["conditions"]["10"]["n_repeats"] == 6
+    assert summary["conditions"]["10"]["n_repeats"] == 4
     from nmc_assets.analytics.store import stored_drivers_table
 
     pd.testing.assert_frame_equal(stored_drivers_table(stored), drivers_table(synthetic_results))
