@@ -30,15 +30,15 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
         "surface_outer_um2",
         "float64",
         "um2",
-        "area of the filled particle's surface: marching-cubes mesh of the filled mask after Taubin "
-        "smoothing (removes the voxel staircase, keeps the volume)",
+        "area of the filled particle's surface: marching-cubes isosurface (level 0.5) of the filled mask "
+        "smoothed with a 0.7-voxel Gaussian (removes the voxel staircase)",
     ),
     (
         "surface_inner_um2",
         "float64",
         "um2",
         "area of crack/void surfaces: marching-cubes isosurface of the intensity (1-voxel Gaussian) at the "
-        "solid threshold inside the filled particle eroded by 2 voxels, after Taubin smoothing",
+        "solid threshold, inside the filled particle eroded by 2 voxels (cube)",
     ),
     ("volume_um3", "float64", "um3", "volume of the filled particle (solid plus enclosed cracks and voids)"),
     ("damage", "float64", "1", "(filled volume - solid volume) / filled volume; solid = intensity >= solid threshold"),
@@ -49,14 +49,15 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
         "rough_outer",
         "float64",
         "1",
-        "outer mesh area before / after Taubin smoothing (voxel-scale roughness; about 1.07 for a digitised "
-        "smooth body, larger when rough)",
+        "outer surface area before / after smoothing: (unsmoothed voxel-mask isosurface + a0) / "
+        "(surface_outer_um2 + a0), a0 = 6 voxel faces (voxel-scale roughness; about 1.08 for a digitised smooth body)",
     ),
     (
         "rough_inner",
         "float64",
         "1",
-        "inner mesh area before / after Taubin smoothing (1 when there is no inner surface)",
+        "inner surface area before / after smoothing: (voxel isosurface of the unsmoothed void voxels next to "
+        "the inner surface + a0) / (surface_inner_um2 + a0), a0 = 6 voxel faces (1 without inner surface)",
     ),
     (
         "contact",
