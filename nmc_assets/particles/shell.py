@@ -103,10 +103,10 @@ class Shell:
 
     def max_radius_um(self) -> float:
         """Upper bound of r over the sphere (evaluated on a dense direction set, plus 1 % margin)."""
-        return float(shell_radius(self, _dense_directions()).max() * 1.01)
+        return float((_dense_basis(self.lmax) @ self.coeffs).max() * 1.01)
 
     def min_radius_um(self) -> float:
-        return float(shell_radius(self, _dense_directions()).min() * 0.99)
+        return float(max((_dense_basis(self.lmax) @ self.coeffs).min() * 0.99, 0.0))
 
 
 def directions_to_angles(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -243,14 +243,26 @@ def shell_radius(shell: Shell, directions: np.ndarray) -> np.ndarray:
     return np.clip(real_sph_harm_matrix(shell.lmax, directions) @ shell.coeffs, 0.0, None)
 
 
-def _radius_lut(shell: Shell, n_theta: int = 91, n_phi: int = 180) -> tuple[np.ndarray, float, float]:
-    """Radius on a regular (theta, phi) grid with one wrap column, for bilinear lookup."""
-    theta = np.linspace(0.0, np.pi, n_theta)
-    phi = np.linspace(-np.pi, np.pi, n_phi + 1)
-    tt, pp = np.meshgrid(theta, phi, indexing="ij")
-    dirs = np.stack([np.cos(tt), np.sin(tt) * np.sin(pp), np.sin(tt) * np.cos(pp)], axis=-1).reshape(-1, 3)
-    r = shell_radius(shell, dirs).reshape(n_theta, n_phi + 1)
-    return r, np.pi / (n_theta - 1), 2 * np.pi / n_phi
+_LUT_BASIS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _radius_lut(shell: Shell, n_theta: int = 61, n_phi: int = 120) -> tuple[np.ndarray, float, float]:
+    """Radius on a regular 3-degree (theta, phi) grid with one wrap column, for bilinear lookup
+    (basis cached per lmax, table cached on the shell)."""
+    cached = shell.__dict__.get("_lut")
+    if cached is not None and cached[0] == (n_theta, n_phi):
+        return cached[1]
+    key = (shell.lmax, n_theta, n_phi)
+    if key not in _LUT_BASIS:
+        theta = np.linspace(0.0, np.pi, n_theta)
+        phi = np.linspace(-np.pi, np.pi, n_phi + 1)
+        tt, pp = np.meshgrid(theta, phi, indexing="ij")
+        dirs = np.stack([np.cos(tt), np.sin(tt) * np.sin(pp), np.sin(tt) * np.cos(pp)], axis=-1).reshape(-1, 3)
+        _LUT_BASIS[key] = real_sph_harm_matrix(shell.lmax, dirs)
+    r = np.clip(_LUT_BASIS[key] @ shell.coeffs, 0.0, None).reshape(n_theta, n_phi + 1)
+    result = (r, np.pi / (n_theta - 1), 2 * np.pi / n_phi)
+    object.__setattr__(shell, "_lut", ((n_theta, n_phi), result))
+    return result
 
 
 def shell_normalised_distance(shell: Shell, shape: tuple[int, int, int], voxel_size_um: float,
@@ -258,7 +270,7 @@ def shell_normalised_distance(shell: Shell, shape: tuple[int, int, int], voxel_s
     """``q(x) = |x - c| / r(direction of x - c)`` on a voxel grid (float32, (z, y, x)); inside: q <= 1.
 
     ``center_vox``: particle centre in voxel coordinates (may be fractional or outside the grid).
-    The radius is looked up on a 2-degree (theta, phi) table with bilinear interpolation; voxels
+    The radius is looked up on a 3-degree (theta, phi) table with bilinear interpolation; voxels
     beyond r_max skip the lookup (their q = |x-c| / r_min > 1). Voxel centres are at integer coordinates.
     """
     from scipy.ndimage import map_coordinates
