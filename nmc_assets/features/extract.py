@@ -52,15 +52,17 @@ class FeatureSettings:
 
 
 def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int = 4_000_000) -> float:
-    """Per-scan intensity threshold separating solid from cracks/voids inside particles.
+    """Per-scan intensity threshold separating solid from cracks/voids inside the filled particles.
 
-    The midpoint between the median intensity of the background (``labels == 0``: pores and
-    electrolyte, the same phase as cracks) and the median intensity inside the labelled particles
-    (dominated by solid, since damage is well below 50 %). With a symmetric blur, a voxel half solid and
-    half void sits at the midpoint, so the solid volume is unbiased. Without background voxels the
-    threshold is Otsu's over the particle intensities. A regular subsample of at most ``max_samples``
-    voxels is used.
+    Otsu's threshold over the intensities inside all labelled particles (solid vs. crack/void modes),
+    capped at the midpoint between the median background intensity (``labels == 0``) and the median
+    particle intensity. The cap matters when a scan has little damage: Otsu then splits the solid
+    mode itself, while the midpoint keeps intact particles intact (cracks hold pore or electrolyte,
+    no brighter than the background). Without background voxels Otsu alone is used. A regular
+    subsample of at most ``max_samples`` voxels is used.
     """
+    from skimage.filters import threshold_otsu
+
     step = max(1, labels.size // max_samples)
     lab = np.asarray(labels).reshape(-1)[::step]
     val = np.asarray(intensity, dtype=np.float32).reshape(-1)[::step]
@@ -68,13 +70,10 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     outside = val[lab == 0]
     if inside.size == 0:
         raise ValueError("no labelled voxels: cannot estimate the solid threshold")
+    otsu = float(threshold_otsu(inside)) if np.ptp(inside) > 0 else float(inside[0])
     if outside.size >= 16:
-        return float(0.5 * (np.median(outside) + np.median(inside)))
-    from skimage.filters import threshold_otsu
-
-    if np.ptp(inside) == 0:
-        return float(inside[0])
-    return float(threshold_otsu(inside))
+        return min(otsu, float(0.5 * (np.median(outside) + np.median(inside))))
+    return otsu
 
 
 def _ball(radius: int) -> np.ndarray:
