@@ -70,7 +70,14 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     outside = val[lab == 0]
     if inside.size == 0:
         raise ValueError("no labelled voxels: cannot estimate the solid threshold")
-    otsu = float(threshold_otsu(inside)) if np.ptp(inside) > 0 else float(inside[0])
+    if np.ptp(inside) > 0:
+        otsu = float(threshold_otsu(inside))
+        # centre it in the empty gap around it (matters for clean, few-valued phantoms)
+        below, above = inside[inside <= otsu], inside[inside > otsu]
+        if below.size and above.size:
+            otsu = 0.5 * (float(below.max()) + float(above.min()))
+    else:
+        otsu = float(inside[0])
     if outside.size >= 16:
         return min(otsu, float(0.5 * (np.median(outside) + np.median(inside))))
     return otsu
