@@ -3,6 +3,7 @@
     python -m nmc_assets.beamline simulate --out data/incoming --shape 160 384 384 --voxel-size 0.2 \
         --cycles 50 --seed 3 [--scan-id ID] [--device cpu]
     python -m nmc_assets.beamline defaults --out data/incoming [--overwrite]
+    python -m nmc_assets.beamline realism --out /tmp/virtual_slab.tif   (then ../shared/tools/realism.py)
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     dft = sub.add_parser("defaults", help="write the two embedded default scans")
     dft.add_argument("--out", required=True)
     dft.add_argument("--overwrite", action="store_true")
+    rl = sub.add_parser("realism", help="write a thin slab at the real slice's pixel size (0.06 um) for realism.py")
+    rl.add_argument("--out", required=True, help="output TIFF path")
+    rl.add_argument("--seed", type=int, default=7)
     a = ap.parse_args(argv)
 
     from nmc_assets.beamline.defaults import write_default_scans
@@ -48,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                           "solid_fraction": round(scan.sidecar["solid_fraction"], 4),
                           "timings_s": {k: round(v, 2) for k, v in scan.timings_s.items()},
                           "files": {k: str(v) for k, v in paths.items()}}, indent=2))
+    elif a.command == "realism":
+        from nmc_assets.beamline.realism import write_realism_slab
+
+        path = write_realism_slab(a.out, seed=a.seed)
+        print(json.dumps({"volume": str(path), "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
     else:
         paths = write_default_scans(a.out, overwrite=a.overwrite)
         print(json.dumps({"volumes": [str(p) for p in paths], "seconds": round(time.perf_counter() - t0, 1)},

@@ -3,7 +3,8 @@
 From a phase-class volume (0 = pore, 1 = carbon-binder domain (CBD), 2 = NMC solid; cracks and voids
 are pore) the reconstructed grey value is modelled as
 
-    phase    = value[class] + texture (NMC only, smooth random field)
+    phase    = value[class] + texture (NMC only, smooth random field) - core darkening (NMC)
+               + slow density modulation (CBD only)
     blurred  = G_psf * phase                                  (point-spread function, Gaussian)
     image    = blurred - halo * LoG_halo(phase)               (phase-contrast edge fringes)
                + noise (band-limited Gaussian)                (reconstruction noise)
@@ -27,17 +28,20 @@ __all__ = ["RenderParams", "carbon_binder", "render_image", "smooth_noise"]
 
 @dataclass(frozen=True)
 class RenderParams:
-    phase_pore: float = 0.0
-    phase_cbd: float = 0.35
+    phase_pore: float = 0.15
+    phase_cbd: float = 0.38
     phase_nmc: float = 1.0
-    cbd_fraction: float = 0.85      # share of the pore space filled with CBD
-    cbd_scale_um: float = 0.2       # correlation length of the CBD field
-    texture_sd: float = 0.12        # NMC intensity texture (phase units)
+    cbd_fraction: float = 0.8       # share of the pore space filled with CBD
+    cbd_scale_um: float = 0.15      # correlation length of the CBD field
+    cbd_modulation: float = 0.3     # slow relative density variation of the CBD
+    cbd_modulation_scale_um: float = 1.2
+    core_darkening: float = 0.12    # NMC phase loss at the particle core (needs nmc_depth)
+    texture_sd: float = 0.1         # NMC intensity texture (phase units)
     texture_scale_um: float = 0.2
     psf_sigma_um: float = 0.12
     halo: float = 0.15              # strength of the LoG edge fringe
     halo_sigma_um: float = 0.12
-    noise_sd: float = 0.06          # phase units
+    noise_sd: float = 0.045         # phase units
     noise_scale_um: float = 0.07
     ring_count: int = 14
     ring_amplitude: float = 0.04
@@ -45,8 +49,8 @@ class RenderParams:
     cupping: float = 0.06           # background rise from the rotation axis to the corner
     drift_amplitude: float = 0.04   # slow 3D background waves
     drift_scale_um: float = 15.0
-    grey_offset: float = 62.0       # grey value of pore (phase 0)
-    grey_gain: float = 125.0        # grey per unit phase (NMC ~ 187)
+    grey_offset: float = 48.0       # grey value of phase 0
+    grey_gain: float = 138.0        # grey per unit phase (NMC ~ 186, pore ~ 69)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,13 +84,30 @@ def carbon_binder(rng: np.random.Generator, particles: np.ndarray, voxel_size_um
     return pore & (score > thr)
 
 
+def _coarse_noise(rng: np.random.Generator, shape, sigma_px: float, factor: int = 4) -> np.ndarray:
+    """Unit-sd smooth noise with a long correlation length, made at 1/factor resolution and upsampled."""
+    small = tuple(max(2, -(-s // factor)) for s in shape)
+    f = smooth_noise(rng, small, max(sigma_px / factor, 0.5))
+    return ndi.zoom(f, factor, order=1)[tuple(slice(0, s) for s in shape)]
+
+
 def render_image(rng: np.random.Generator, classes: np.ndarray, voxel_size_um: float,
-                 params: RenderParams = RenderParams()) -> np.ndarray:
-    """uint8 (z, y, x) image from a class volume (0 pore, 1 CBD, 2 NMC)."""
+                 params: RenderParams = RenderParams(), nmc_depth: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (z, y, x) image from a class volume (0 pore, 1 CBD, 2 NMC).
+
+    ``nmc_depth`` (optional, float32, same shape): normalised radius inside each particle (0 centre,
+    1 surface); the NMC phase drops by ``core_darkening * (1 - q)^2`` towards the core (the porous,
+    lower-density core of cycled secondary particles).
+    """
     vs = float(voxel_size_um)
     lut = np.array([params.phase_pore, params.phase_cbd, params.phase_nmc], dtype=np.float32)
     phase = lut[classes]
     nmc = classes == 2
+    if nmc_depth is not None and params.core_darkening > 0:
+        phase -= np.float32(params.core_darkening) * (1 - np.clip(nmc_depth, 0, 1)) ** 2 * nmc
+    if params.cbd_modulation > 0:
+        mod = _coarse_noise(rng, classes.shape, params.cbd_modulation_scale_um / vs)
+        phase += np.float32(params.cbd_modulation * params.phase_cbd) * mod * (classes == 1)
     phase += np.float32(params.texture_sd) * smooth_noise(rng, classes.shape, params.texture_scale_um / vs) * nmc
     img = ndi.gaussian_filter(phase, max(params.psf_sigma_um / vs, 0.01))
     if params.halo > 0:

@@ -25,10 +25,10 @@ from nmc_assets.particles.shell import ShellParams, shell_normalised_distance
 __all__ = ["SIMULATOR_VERSION", "ScanConfig", "SimulatedScan", "simulate_scan", "write_scan",
            "DEFAULT_SHELL_PARAMS", "DEFAULT_GRAIN_PARAMS"]
 
-SIMULATOR_VERSION = "1.0.0"
+SIMULATOR_VERSION = "1.1.0"
 
 #: Outer shells of the virtual particles: 5-12 um, median 8 um.
-DEFAULT_SHELL_PARAMS = ShellParams(mean_diameter_um=8.0, size_sigma=0.22, amplitude=0.02, exponent=2.5,
+DEFAULT_SHELL_PARAMS = ShellParams(mean_diameter_um=8.0, size_sigma=0.22, amplitude=0.03, exponent=2.2,
                                    max_degree=10)
 #: Grains at crack scale: ~40 radial grains (agglomerates of primary grains) in an 8 um particle, so that
 #: the grain boundaries that open as cracks are resolved at 0.05-0.25 um voxels.
@@ -48,7 +48,7 @@ class ScanConfig:
     overlap: float = 0.06              # allowed overlap of neighbours (fraction of radius sum)
     min_particle_voxels: int = 0       # smaller border fragments are dropped; 0 = ball of 1.5 um diameter
     crack_width_um: float = 0.25       # opened boundary width (1-3 voxels)
-    void_share_range: tuple[float, float] = (0.35, 0.8)
+    void_share_range: tuple[float, float] = (0.25, 0.65)
     shell: ShellParams = DEFAULT_SHELL_PARAMS
     grains: GrainParams = DEFAULT_GRAIN_PARAMS
     damage: DamageLaw = DEFAULT_DAMAGE_LAW
@@ -102,6 +102,7 @@ def simulate_scan(config: ScanConfig) -> SimulatedScan:
     z_norm = np.clip(centres[:, 0] / extent[0], 0.0, 1.0)
     target, noise = config.damage.sample(_rng(config.seed, 2), law_d, z_norm, contact, config.cycles)
     crack = np.zeros(shape, dtype=bool)
+    depth = np.ones(shape, dtype=np.float32)  # normalised radius inside particles (for the render)
     n_grains = np.zeros(n, dtype=np.int64)
     width_vox = int(np.clip(round((config.crack_width_um / vs - 1) / 2), 0, 1))
     void_lo, void_hi = config.void_share_range
@@ -124,6 +125,7 @@ def simulate_scan(config: ScanConfig) -> SimulatedScan:
         void_share = rng.uniform(void_lo, void_hi)
         c = crack_particle(rng, inside, g, q, float(target[j]), width_vox=width_vox, void_share=void_share)
         crack[sl] |= c
+        depth[sl][inside] = q[inside]
     timings["grains_and_cracks"] = time.perf_counter() - t1
     timings["grain_tessellation"] = t_grains
 
@@ -134,7 +136,8 @@ def simulate_scan(config: ScanConfig) -> SimulatedScan:
     classes = np.zeros(shape, dtype=np.uint8)
     classes[cbd] = 1
     classes[solid] = 2
-    image = render_image(_rng(config.seed, 5), classes, vs, config.render)
+    image = render_image(_rng(config.seed, 5), classes, vs, config.render, nmc_depth=depth)
+    del depth
     timings["render"] = time.perf_counter() - t2
 
     # truth table from the voxels
