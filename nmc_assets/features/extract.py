@@ -175,7 +175,7 @@ def _principal_frame(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     e1, e2 = evecs[:, 2].copy(), evecs[:, 1].copy()
     if e1[0] < 0:
         e1 = -e1
-    e3 = np.cross(e1, e2)
+    e3 = np.array([e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]])
     if e3[2] < 0:
         e2 = -e2
         e3 = -e3
@@ -258,7 +258,12 @@ def _mc_tile_areas(field, level, tile_of_z, n_tiles, mask=None) -> np.ndarray:
     if len(faces) == 0:
         return np.zeros(n_tiles)
     v0 = verts[faces[:, 0]]
-    area = 0.5 * np.linalg.norm(np.cross(verts[faces[:, 1]] - v0, verts[faces[:, 2]] - v0), axis=1)
+    a = verts[faces[:, 1]] - v0
+    b = verts[faces[:, 2]] - v0
+    cx = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    cy = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    cz = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    area = 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
     zi = np.clip(np.floor(v0[:, 0]).astype(np.int64), 0, len(tile_of_z) - 1)
     return np.bincount(tile_of_z[zi], weights=area, minlength=n_tiles)
 
@@ -473,23 +478,26 @@ def compute_particle_features(
     intensity = np.asarray(intensity, dtype=np.float32)
     v = float(voxel_size_um)
 
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if ids.size == 0:
+    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise ValueError("labels must be non-negative (0 = background)")
+    max_label = int(labels.max()) if labels.size else 0
+    if max_label <= 0:
         return empty_features_frame()
+    if max_label <= 16 * labels.size ** 0.5 + 4096:
+        # one pass: bounding boxes; label values index them directly
+        boxes = ndimage.find_objects(labels)
+        ids = np.array([i + 1 for i, b in enumerate(boxes) if b is not None], dtype=np.int64)
+        box_of = {int(i): boxes[int(i) - 1] for i in ids}
+    else:
+        # sparse label values: relabel densely first
+        ids = np.unique(labels)
+        ids = ids[ids > 0].astype(np.int64)
+        dense = (np.searchsorted(ids, labels) + 1).astype(np.int32)
+        dense[labels == 0] = 0
+        box_of = dict(zip(ids.tolist(), ndimage.find_objects(dense)))
     if solid_threshold is None:
         solid_threshold = estimate_solid_threshold(labels, intensity)
     thr = float(solid_threshold)
-
-    # one pass: bounding boxes (relabel densely first if the label values are sparse)
-    if int(ids[-1]) > 2 * ids.size + 1024:
-        dense = np.searchsorted(ids, labels).astype(np.int32) + 1
-        dense[labels == 0] = 0
-        boxes = ndimage.find_objects(dense)
-        box_of = dict(zip(ids.tolist(), boxes))
-    else:
-        boxes = ndimage.find_objects(labels)
-        box_of = {int(i): boxes[int(i) - 1] for i in ids}
 
     out = _measure_particles(labels, intensity, ids, box_of, thr, settings)
     n = ids.size
