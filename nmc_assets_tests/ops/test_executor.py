@@ -177,3 +177,42 @@ def test_helm_values_use_k8s_run_launcher_and_the_k8s_profile():
     torch_at = dockerfile.index('pip install "torch==${TORCH_VERSION}"')
     assert torch_at < dockerfile.index("pip install .")  # torch first, then the project
     assert "ARG TORCH_VERSION=2.13.0" in dockerfile
+
+
+# ------------------------------------------------------------------------------------------------
+# the device setting reaches every asset that runs torch; loading the code location stays light
+
+
+def test_every_asset_running_torch_takes_the_device_resource():
+    import inspect
+
+    from nmc_assets.definitions import defs as load_defs
+
+    checked = []
+    for assets_def in load_defs().resolve_asset_graph().assets_defs:
+        node = assets_def.node_def
+        if not isinstance(node, dg.OpDefinition):
+            continue
+        source = inspect.getsource(node.compute_fn.decorated_fn)
+        kinds = set().union(*(spec.kinds for spec in assets_def.specs))
+        if "pytorch" in kinds or "torch" in source:
+            checked.append(node.name)
+            assert "device" in assets_def.required_resource_keys, f"{node.name} runs torch without `device`"
+    graph = load_defs().resolve_asset_graph()
+    if graph.has(dg.AssetKey("grain_model")):  # the torch GAN (DESIGN section 2) is among those checked
+        assert "grain_model" in checked
+
+
+def test_loading_the_code_location_imports_no_ml_framework():
+    """The code server imports the definitions for every sensor/schedule tick: keep it light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore');"
+        "from nmc_assets.definitions import defs; defs();"
+        "print(','.join(m for m in ('torch', 'tensorflow', 'stardist', 'shap', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"imported at load time: {out.stdout.strip()}"
