@@ -176,9 +176,11 @@ class StereologicalGan:
         idx = self.rng.integers(len(self.real), size=self.config.batch_size)
         return _augment(self.real[idx], self.rng)
 
-    def train(self, log: Callable[[str], None] | None = None, checkpoint_path: str | Path | None = None, checkpoint_every: int = 0) -> list[dict]:
-        """Run until ``config.steps`` steps are done (continues a resumed state)."""
+    def train(self, log: Callable[[str], None] | None = None, checkpoint_path: str | Path | None = None, checkpoint_every: int = 0, stop_at: int | None = None) -> list[dict]:
+        """Run until ``config.steps`` steps are done (continues a resumed state); ``stop_at`` interrupts
+        earlier (the schedule still follows ``config.steps``, so a resumed run continues it exactly)."""
         c = self.config
+        last = min(c.steps, stop_at) if stop_at is not None else c.steps
         t0 = time.perf_counter()
         import torch
 
@@ -187,7 +189,7 @@ class StereologicalGan:
         if self.step == 0 and not self.history and c.critic_warmup:
             # the critic first learns to tell the initial guess from the observations
             self._critic_steps(self.fake_batch(self.temperature(0)).detach(), c.critic_warmup)
-        while self.step < c.steps:
+        while self.step < last:
             tau = self.temperature(self.step)
             fake = self.fake_batch(tau)
             w_est, gp = self._critic_steps(fake.detach(), c.n_critic)
