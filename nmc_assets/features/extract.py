@@ -83,34 +83,6 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     return otsu
 
 
-def _ball(radius: int) -> np.ndarray:
-    r = int(radius)
-    zz, yy, xx = np.mgrid[-r : r + 1, -r : r + 1, -r : r + 1]
-    return (zz**2 + yy**2 + xx**2) <= r * r
-
-
-def _fill_particle(own: np.ndarray, closing_radius: int) -> np.ndarray:
-    """Optional closing (cube of side 2r+1), then hole filling: enclosed cracks and voids become particle.
-
-    Holes are the background components of the crop that do not reach the crop border (one
-    connected-component pass, 6-connectivity), so the crop needs a background margin.
-    """
-    m = own
-    if closing_radius > 0:
-        pad = closing_radius + 1
-        size = 2 * closing_radius + 1
-        m = np.pad(own, pad).view(np.uint8)
-        m = ndimage.minimum_filter(ndimage.maximum_filter(m, size), size)[pad:-pad, pad:-pad, pad:-pad].astype(bool)
-    background, n = ndimage.label(~m)
-    if n <= 1:
-        return m
-    outside = np.zeros(n + 1, bool)
-    for face in (background[0], background[-1], background[:, 0], background[:, -1], background[:, :, 0], background[:, :, -1]):
-        outside[face.ravel()] = True
-    outside[0] = True  # label 0 = the particle itself
-    return m | ~outside[background]
-
-
 _CUBE_AREA_LUT: np.ndarray | None = None
 
 
@@ -152,17 +124,6 @@ def voxel_isosurface_area(mask: np.ndarray, cubes: np.ndarray | None = None) -> 
     return float(areas[cubes].sum() if cubes is not None else areas.sum())
 
 
-def _isosurface_area(field: np.ndarray, level: float, mask: np.ndarray | None = None) -> float:
-    """Area (voxel units) of the ``level`` isosurface of ``field`` (marching cubes); 0 when there is none."""
-    from skimage.measure import marching_cubes, mesh_surface_area
-
-    try:
-        verts, faces, _, _ = marching_cubes(field, level=level, mask=mask, allow_degenerate=True)
-    except (ValueError, RuntimeError):
-        return 0.0
-    return float(mesh_surface_area(verts, faces)) if len(faces) else 0.0
-
-
 def _principal_frame(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending) and a right-handed frame [major, intermediate, minor] in canonical signs.
 
@@ -197,31 +158,6 @@ def rotation_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.nda
     ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
     rx = np.array([[1, 0, 0], [0, math.cos(c), -math.sin(c)], [0, math.sin(c), math.cos(c)]])
     return rz @ ry @ rx
-
-
-def _moments(filled: np.ndarray, offset: tuple[int, int, int]) -> tuple[int, np.ndarray, np.ndarray]:
-    """Voxel count, centroid (x, y, z) and covariance (x, y, z) in voxel units, from 2D projections."""
-    f = filled.astype(np.float64)
-    p_yx = f.sum(axis=0)
-    p_zx = f.sum(axis=1)
-    p_zy = f.sum(axis=2)
-    n = float(p_yx.sum())
-    z = np.arange(filled.shape[0], dtype=np.float64)
-    y = np.arange(filled.shape[1], dtype=np.float64)
-    x = np.arange(filled.shape[2], dtype=np.float64)
-    cnt_z, cnt_y, cnt_x = p_zx.sum(axis=1), p_yx.sum(axis=1), p_yx.sum(axis=0)
-    mz, my, mx = cnt_z @ z / n, cnt_y @ y / n, cnt_x @ x / n
-    zc, yc, xc = z - mz, y - my, x - mx
-    sxx = cnt_x @ xc**2 / n
-    syy = cnt_y @ yc**2 / n
-    szz = cnt_z @ zc**2 / n
-    sxy = yc @ p_yx @ xc / n
-    sxz = zc @ p_zx @ xc / n
-    syz = zc @ p_zy @ yc / n
-    # + 1/12: the second moment of each voxel's own unit cube (continuous voxels, never singular)
-    cov = np.array([[sxx, sxy, sxz], [sxy, syy, syz], [sxz, syz, szz]]) + np.eye(3) / 12.0
-    centroid = np.array([mx + offset[2], my + offset[1], mz + offset[0]])
-    return int(round(n)), centroid, cov
 
 
 def _validate(labels: np.ndarray, intensity: np.ndarray, voxel_size_um: float) -> None:
@@ -340,7 +276,8 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     nz = int(z_start[-1])
     own = np.zeros((nz, ymax, xmax), bool)
     other = np.zeros((nz, ymax, xmax), bool)
-    img = np.empty((nz, ymax, xmax), np.float32)
+    img = np.zeros((nz, ymax, xmax), np.float32)
+    vol_shape = labels.shape
     tile_of_z = np.repeat(np.arange(t_n), cz + 2 * p)
     for t, k in enumerate(chunk):
         lab = labels[exts[k]]
@@ -350,7 +287,13 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
         pid = ids[k]
         own[inner] = lab == pid
         other[inner] = (lab != 0) & (lab != pid)
-        img[z0 : z0 + dz + 2 * p] = np.pad(intensity[exts[k]], ((p, p), (p, ymax - dy - p), (p, xmax - dx - p)), mode="edge")
+        # intensity with a p-voxel rim read from the volume (edge-replicated where the volume ends)
+        wide = tuple(slice(max(0, e.start - p), min(d, e.stop + p)) for e, d in zip(exts[k], vol_shape))
+        block = intensity[wide]
+        short = [(e.start - w.start, w.stop - e.stop) for e, w in zip(exts[k], wide)]
+        if any(a != p or b != p for a, b in short):
+            block = np.pad(block, [(p - a, p - b) for a, b in short], mode="edge")
+        img[z0 : z0 + dz + 2 * p, : dy + 2 * p, : dx + 2 * p] = block
 
     # filled particle: optional closing, then enclosed background (not connected to the mosaic's
     # outside through the zero separators) joins the particle; other labels are never taken

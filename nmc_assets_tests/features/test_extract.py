@@ -221,3 +221,14 @@ def test_deterministic():
     img = phase_image(labels > 0, blur=1, noise=0.05)
     a, b = features(labels, img), features(labels, img)
     assert a.equals(b)
+
+
+def test_voxel_isosurface_lookup_table_equals_marching_cubes():
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    from nmc_assets.features.extract import voxel_isosurface_area
+
+    m = ball_mask((30, 30, 30), (14.6, 15.2, 15.0), 9.3)
+    m[10:14, 12:20, 3:9] = True
+    verts, faces, _, _ = marching_cubes(np.pad(m, 1).astype(np.float32), 0.5)
+    assert voxel_isosurface_area(m) == pytest.approx(mesh_surface_area(verts, faces), rel=1e-6)
