@@ -196,8 +196,9 @@ def _update_catalog(context: dg.AssetExecutionContext, layout) -> str:
 def damage_law_recovery(data_root: DataRootResource) -> dg.AssetCheckResult:
     """On virtual scans (known damage law): the law's drivers lead the mean |SHAP| ranking.
 
-    Per cycling condition: size (volume_um3 or surface_outer_um2), depth (z_um) and contact each rank in
-    the top 5, and yaw/pitch/roll, orien_iso and elong_std rank below the lowest of them. Not applicable
+    Per cycling condition: size (volume_um3 or surface_outer_um2) and depth (z_um) rank in the top 3,
+    contact in the top 6 (shape measures are size proxies in virtual particles), and yaw/pitch/roll,
+    orien_iso and elong_std rank below the lowest of them (nmc_assets.analytics.validation). Not applicable
     (passes, says so) when a scan has no simulator damage law in its sidecar, or nothing was fitted.
     """
     import json

@@ -18,8 +18,13 @@ def test_rule_on_hand_made_rankings():
     good = _table("10", ["z_um", "volume_um3", "contact", "vs_ratio", "surface_outer_um2", "yaw_deg", "orien_iso"])
     r = driver_recovery(good, "10")
     assert r["passed"] and r["group_ranks"] == {"size": 2, "depth": 1, "contact": 3} and r["best_unrelated_rank"] == 6
-    late = _table("10", ["z_um", "volume_um3", "vs_ratio", "sphericity", "p_density", "contact", "yaw_deg"])
+    proxies = _table("10", ["z_um", "volume_um3", "vs_ratio", "sphericity", "rough_outer", "contact", "yaw_deg"])
+    assert driver_recovery(proxies, "10")["passed"]  # size proxies may sit between the drivers
+    late = _table("10", ["z_um", "volume_um3", "vs_ratio", "sphericity", "rough_outer", "p_density", "contact"])
     assert "contact" in driver_recovery(late, "10")["failures"][0]
+    size_low = _table("10", ["z_um", "contact", "vs_ratio", "volume_um3", "yaw_deg"])
+    assert driver_recovery(size_low, "10")["failures"] == ["driver group 'size' ranks 4 > top 3"]
+    assert driver_recovery(size_low, "10", top_k=4)["passed"]
     noisy = _table("10", ["z_um", "yaw_deg", "volume_um3", "contact", "orien_iso"])
     r = driver_recovery(noisy, "10")
     assert not r["passed"] and "yaw_deg" in r["failures"][0]
