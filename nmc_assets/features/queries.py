@@ -13,11 +13,13 @@ GROUP BY cycles, depth_from_um
 ORDER BY cycles, depth_from_um
 """.strip()
 
-#: The 10 most damaged particles with their own contact and the mean contact of their 6 nearest neighbours.
+#: The 10 most damaged whole particles (not cut by the scan border) with their own contact and the mean
+#: contact of their 6 nearest neighbours.
 MOST_DAMAGED_WITH_NEIGHBOUR_CONTACT = """
 WITH top AS (
     SELECT scan_id, particle_id, damage, contact, volume_um3, x_um, y_um, z_um
     FROM particle_features
+    WHERE NOT touches_border
     ORDER BY damage DESC, scan_id, particle_id
     LIMIT 10
 ), pairs AS (

@@ -82,9 +82,9 @@ def test_catalog_views_and_example_queries(layout):
     assert by_depth["particles"].sum() == len(inside)
 
     top = query_catalog_df(EXAMPLE_QUERIES["most_damaged_with_neighbour_contact"], path)
-    assert len(top) == 10
+    assert len(top) == min(10, len(inside))
     assert top["damage"].is_monotonic_decreasing
-    assert top["damage"].iloc[0] == pytest.approx(pf["damage"].max(), abs=5e-4)
+    assert top["damage"].iloc[0] == pytest.approx(inside["damage"].max(), abs=5e-4)
     assert (top["neighbours"] == 6).all()
 
 
