@@ -39,6 +39,7 @@ class RenderParams:
     texture_sd: float = 0.1         # NMC intensity texture (phase units)
     texture_scale_um: float = 0.2
     psf_sigma_um: float = 0.12
+    psf_min_px: float = 0.8         # reconstructions are never sharper than ~2 voxels FWHM
     halo: float = 0.15              # strength of the LoG edge fringe
     halo_sigma_um: float = 0.12
     noise_sd: float = 0.045         # phase units
@@ -76,7 +77,7 @@ def carbon_binder(rng: np.random.Generator, particles: np.ndarray, voxel_size_um
     f = 2
     small_shape = tuple(max(2, -(-s // f)) for s in particles.shape)
     field = smooth_noise(rng, small_shape, max(params.cbd_scale_um / voxel_size_um / f, 0.5))
-    field = ndi.zoom(field, f, order=1)[tuple(slice(0, s) for s in particles.shape)]
+    field = _upsample(field, f, particles.shape)
     near = ndi.gaussian_filter(particles.astype(np.float32), max(0.6 / voxel_size_um, 1.0))
     score = field + 2.0 * near
     vals = score[pore]
@@ -84,11 +85,24 @@ def carbon_binder(rng: np.random.Generator, particles: np.ndarray, voxel_size_um
     return pore & (score > thr)
 
 
+def _upsample(small: np.ndarray, factor: int, shape) -> np.ndarray:
+    """Trilinear upsampling by an integer factor (torch, single-threaded), cropped to ``shape``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = torch.from_numpy(np.ascontiguousarray(small, dtype=np.float32))[None, None]
+        up = torch.nn.functional.interpolate(t, scale_factor=factor, mode="trilinear", align_corners=False)
+    finally:
+        torch.set_num_threads(threads)
+    return up[0, 0].numpy()[tuple(slice(0, s) for s in shape)]
+
+
 def _coarse_noise(rng: np.random.Generator, shape, sigma_px: float, factor: int = 4) -> np.ndarray:
     """Unit-sd smooth noise with a long correlation length, made at 1/factor resolution and upsampled."""
     small = tuple(max(2, -(-s // factor)) for s in shape)
-    f = smooth_noise(rng, small, max(sigma_px / factor, 0.5))
-    return ndi.zoom(f, factor, order=1)[tuple(slice(0, s) for s in shape)]
+    return _upsample(smooth_noise(rng, small, max(sigma_px / factor, 0.5)), factor, shape)
 
 
 def render_image(rng: np.random.Generator, classes: np.ndarray, voxel_size_um: float,
@@ -109,9 +123,14 @@ def render_image(rng: np.random.Generator, classes: np.ndarray, voxel_size_um: f
         mod = _coarse_noise(rng, classes.shape, params.cbd_modulation_scale_um / vs)
         phase += np.float32(params.cbd_modulation * params.phase_cbd) * mod * (classes == 1)
     phase += np.float32(params.texture_sd) * smooth_noise(rng, classes.shape, params.texture_scale_um / vs) * nmc
-    img = ndi.gaussian_filter(phase, max(params.psf_sigma_um / vs, 0.01))
+    psf_px = max(params.psf_sigma_um / vs, params.psf_min_px)
+    img = ndi.gaussian_filter(phase, psf_px)
     if params.halo > 0:
-        img -= np.float32(params.halo) * ndi.gaussian_laplace(phase, max(params.halo_sigma_um / vs, 0.7))
+        halo_px = max(params.halo_sigma_um / vs, params.psf_min_px)
+        # LoG = discrete Laplacian of the Gaussian-smoothed phase; reuse the PSF pass when the widths agree
+        smooth = img if abs(halo_px - psf_px) < 1e-6 else ndi.gaussian_filter(phase, halo_px)
+        img -= np.float32(params.halo) * ndi.laplace(smooth)
+        del smooth
     del phase
     img += np.float32(params.noise_sd) * smooth_noise(rng, classes.shape, params.noise_scale_um / vs)
     nz, ny, nx = classes.shape

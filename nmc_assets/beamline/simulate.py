@@ -25,7 +25,7 @@ from nmc_assets.particles.shell import ShellParams, shell_normalised_distance
 __all__ = ["SIMULATOR_VERSION", "ScanConfig", "SimulatedScan", "simulate_scan", "write_scan",
            "DEFAULT_SHELL_PARAMS", "DEFAULT_GRAIN_PARAMS"]
 
-SIMULATOR_VERSION = "1.1.0"
+SIMULATOR_VERSION = "1.2.0"
 
 #: Outer shells of the virtual particles: 5-12 um, median 8 um.
 DEFAULT_SHELL_PARAMS = ShellParams(mean_diameter_um=8.0, size_sigma=0.22, amplitude=0.03, exponent=2.2,
@@ -48,7 +48,7 @@ class ScanConfig:
     overlap: float = 0.06              # allowed overlap of neighbours (fraction of radius sum)
     min_particle_voxels: int = 0       # smaller border fragments are dropped; 0 = ball of 1.5 um diameter
     crack_width_um: float = 0.25       # opened boundary width (1-3 voxels)
-    void_share_range: tuple[float, float] = (0.25, 0.65)
+    void_share_range: tuple[float, float] = (0.15, 0.5)
     shell: ShellParams = DEFAULT_SHELL_PARAMS
     grains: GrainParams = DEFAULT_GRAIN_PARAMS
     damage: DamageLaw = DEFAULT_DAMAGE_LAW
