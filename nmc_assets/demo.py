@@ -18,6 +18,9 @@ from pathlib import Path
 
 from nmc_assets.paths import VOLUME_SUFFIXES, DataLayout, is_valid_scan_id, split_incoming_name
 
+#: Only warnings and errors from Dagster's console logger; the full logs are in the instance (make ui).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INSTANCE_CONFIG = REPO_ROOT / "deploy" / "local" / "dagster.yaml"
 
@@ -51,6 +54,7 @@ class StepOutcome:
     seconds: float
     ok: bool
     error: str = ""
+    checks: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,17 +101,25 @@ def materialize_all(layout: DataLayout, scans: list[str], log=print) -> DemoRepo
                 continue
             start = time.perf_counter()
             result = job.execute_in_process(
-                instance=instance, asset_selection=[key], partition_key=partition, raise_on_error=False
+                run_config=QUIET_RUN_CONFIG,
+                instance=instance,
+                asset_selection=[key],
+                partition_key=partition,
+                raise_on_error=False,
             )
             seconds = time.perf_counter() - start
             outcome = StepOutcome(key.to_user_string(), partition, seconds, result.success)
+            outcome.checks = {
+                e.check_name: bool(e.passed) for e in result.get_asset_check_evaluations()
+            }
             if not result.success:
                 outcome.error = _first_error(result)
                 if partition is not None:
                     failed_scans.add(partition)
             report.outcomes.append(outcome)
             where = f"[{partition}]" if partition else ""
-            log(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.asset}{where:<16} {seconds:7.1f} s  {outcome.error}")
+            checks = " ".join(f"{name}:{'pass' if ok else 'FAIL'}" for name, ok in sorted(outcome.checks.items()))
+            log(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.asset + where:<40} {seconds:7.1f} s  {checks} {outcome.error}")
     return report
 
 
@@ -136,6 +148,11 @@ def summary(layout: DataLayout, report: DemoReport, wall_seconds: float) -> str:
             lines.append(f"  {label:<18} {path}")
     n_ok = sum(o.ok for o in report.outcomes)
     lines.append(f"materializations: {n_ok} ok, {len(report.failures)} failed, wall time {wall_seconds:.0f} s")
+    failed_checks = [(o, name) for o in report.outcomes for name, ok in o.checks.items() if not ok]
+    n_checks = sum(len(o.checks) for o in report.outcomes)
+    lines.append(f"asset checks: {n_checks - len(failed_checks)} passed, {len(failed_checks)} did not pass")
+    for o, name in failed_checks:
+        lines.append(f"  check {name} on {o.asset}[{o.partition or ''}] did not pass (details in the UI)")
     for o in report.failures:
         lines.append(f"  FAILED {o.asset}[{o.partition or ''}]: {o.error}")
     lines += [
