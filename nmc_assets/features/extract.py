@@ -1,16 +1,19 @@
 """Per-particle features of a labelled tomogram (DESIGN 3.3), vectorised over particles.
 
-One pass over the label volume (:func:`scipy.ndimage.find_objects`) gives every particle's bounding box;
-all shape and intensity features are then computed on a small crop around each particle, never on a
-whole-volume mask per particle (the O(particles x voxels) pattern of the original ``getAllFeatures.m``).
-Local packing density uses one summed-area table of the foreground, neighbour statistics one k-d tree
-over the centroids.
+One pass over the label volume (:func:`scipy.ndimage.find_objects`) gives every particle's bounding box.
+Each particle's crop (bounding box + 1 voxel) becomes a tile of a *mosaic*: tiles stacked along z,
+separated by a 1-voxel rim, a few million voxels per mosaic. Every filter (hole filling, Gaussian
+smoothing, erosion, dilation), every marching-cubes run and every sum then runs once per mosaic, and
+per-particle results come from ``bincount`` over the tile index of each z slice. Nothing is ever
+computed on a whole-volume mask per particle (the O(particles x voxels) pattern of the original
+``getAllFeatures.m``). Local packing density uses one summed-area table of the foreground, neighbour
+statistics one k-d tree over the centroids.
 
 Axes and units: volumes are ``(z, y, x)`` arrays with isotropic voxels of ``voxel_size_um``; voxel
 centres sit at ``index * voxel_size_um``. Labels mark the *filled* particle (solid plus enclosed cracks
-and voids, 0 = background); a morphological closing and hole filling per crop also makes a label of the
-solid phase only work. Solid voxels inside a filled particle are those whose intensity is at least the
-per-scan solid threshold (:func:`estimate_solid_threshold`).
+and voids, 0 = background); hole filling per tile (and an optional closing) also makes a label of the
+solid phase only work when its voids are enclosed. Solid voxels inside a filled particle are those
+whose intensity is at least the per-scan solid threshold (:func:`estimate_solid_threshold`).
 
 Fixed defects of the original code: surfaces are areas of marching-cubes isosurfaces (not counts of
 boundary voxels), roughness compares the unsmoothed voxel isosurface with the smoothed one, and
@@ -40,7 +43,8 @@ INNER_MARGIN_VOX = 2
 class FeatureSettings:
     """Method settings of :func:`compute_particle_features` (defaults are the documented method).
 
-    ``closing_radius_vox``: ball radius of the closing before hole filling; ``contact_gap_vox``: how
+    ``closing_radius_vox``: closing (cube of side 2r+1) before hole filling, 0 = hole filling only
+    (labels are filled by convention; use 1-2 for solid-only labels with open cracks); ``contact_gap_vox``: how
     near (voxels, chessboard) another label must be for a boundary voxel to count as contact;
     ``damage_smoothing_vox``: Gaussian sigma applied to the intensity before the solid test (0 = raw).
     """
