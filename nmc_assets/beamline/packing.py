@@ -1,11 +1,11 @@
 """Packing of star-shaped particles into an electrode volume, and voxel labelling of the packing.
 
 Packing is a collective rearrangement (force-biased, vectorised over contact pairs): particle sizes are
-drawn from the shell size law until their total volume reaches ``nominal_fraction`` of an extended box
-(the scan box grown by ``pad_um`` on each side, so particles are cut by the scan borders as in a real
-scan); centres start uniformly at random, then overlapping pairs are pushed apart until no two
-equivalent-radius balls overlap by more than ``overlap`` (fraction of the sum of radii). Pairs that end
-at the limit touch, so neighbours share contact faces.
+drawn from the shell size law, centres start uniformly at random in an extended box (the scan box grown
+by ``pad_um`` on each side, so particles are cut by the scan borders as in a real scan), and overlapping
+pairs are pushed apart until no two equivalent-radius balls overlap by more than ``overlap`` (fraction of
+the sum of radii). Particles are added in rounds until the balls cover ``target_fraction`` of the scan
+box (Monte-Carlo estimate). Pairs that end at the limit touch, so neighbours share contact faces.
 
 Labelling: a voxel inside several shells goes to the particle with the smallest normalised radius
 ``|x - c| / r_i(direction)`` (a curved "power"-like split, flat contact faces between equal particles).

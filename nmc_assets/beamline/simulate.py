@@ -78,7 +78,17 @@ def _rng(seed: int, *tags: int) -> np.random.Generator:
 
 
 def simulate_scan(config: ScanConfig) -> SimulatedScan:
-    """Simulate one scan (see the module docstring)."""
+    """Simulate one scan (see the module docstring). BLAS runs single-threaded inside: the products here
+    are small, and extra BLAS threads only contend on a shared CPU."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return _simulate_scan(config)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _simulate_scan(config)
+
+
+def _simulate_scan(config: ScanConfig) -> SimulatedScan:
     import pandas as pd
 
     t0 = time.perf_counter()

@@ -103,10 +103,10 @@ class Shell:
 
     def max_radius_um(self) -> float:
         """Upper bound of r over the sphere (evaluated on a dense direction set, plus 1 % margin)."""
-        return float((_dense_basis(self.lmax) @ self.coeffs).max() * 1.01)
+        return float(_matvec(_dense_basis(self.lmax), self.coeffs).max() * 1.01)
 
     def min_radius_um(self) -> float:
-        return float(max((_dense_basis(self.lmax) @ self.coeffs).min() * 0.99, 0.0))
+        return float(max(_matvec(_dense_basis(self.lmax), self.coeffs).min() * 0.99, 0.0))
 
 
 def directions_to_angles(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +176,12 @@ def fibonacci_directions(n: int) -> np.ndarray:
     return np.stack([z, rho * np.sin(ang), rho * np.cos(ang)], axis=1)
 
 
+def _matvec(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Matrix-vector product without BLAS threads (einsum): on a busy machine multi-threaded BLAS
+    gemv is 10x slower for these small products."""
+    return np.einsum("ij,j->i", a, v)
+
+
 _DENSE: dict[int, np.ndarray] = {}
 
 
@@ -197,7 +203,7 @@ def _dense_basis(lmax: int, n: int = 2048) -> np.ndarray:
 
 def _equivalent_radius(coeffs: np.ndarray, lmax: int) -> float:
     """Volume-equivalent radius: V = (1/3) integral r^3 dOmega, quadrature on the Fibonacci set."""
-    r = _dense_basis(lmax) @ coeffs
+    r = _matvec(_dense_basis(lmax), coeffs)
     volume = 4.0 * np.pi / 3.0 * float(np.mean(np.clip(r, 0, None) ** 3))
     return float((3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0))
 
@@ -226,7 +232,7 @@ def sample_shell(rng: np.random.Generator, params: ShellParams, *, min_relative_
     for _ in range(max_tries):
         c = sd * rng.standard_normal(sd.size)
         c[0] = _SQRT_4PI
-        if (basis @ c).min() >= min_relative_radius:
+        if _matvec(basis, c).min() >= min_relative_radius:
             coeffs = c
             break
     if coeffs is None:  # shrink the last draw's fluctuation until the floor holds
@@ -259,7 +265,7 @@ def _radius_lut(shell: Shell, n_theta: int = 61, n_phi: int = 120) -> tuple[np.n
         tt, pp = np.meshgrid(theta, phi, indexing="ij")
         dirs = np.stack([np.cos(tt), np.sin(tt) * np.sin(pp), np.sin(tt) * np.cos(pp)], axis=-1).reshape(-1, 3)
         _LUT_BASIS[key] = real_sph_harm_matrix(shell.lmax, dirs)
-    r = np.clip(_LUT_BASIS[key] @ shell.coeffs, 0.0, None).reshape(n_theta, n_phi + 1)
+    r = np.clip(_matvec(_LUT_BASIS[key], shell.coeffs), 0.0, None).reshape(n_theta, n_phi + 1)
     result = (r, np.pi / (n_theta - 1), 2 * np.pi / n_phi)
     object.__setattr__(shell, "_lut", ((n_theta, n_phi), result))
     return result
