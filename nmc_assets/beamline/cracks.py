@@ -53,13 +53,34 @@ def _ball(radius: int) -> np.ndarray:
     return (z * z + y * y + x * x) <= r * r + 0.5
 
 
+def _radialness(grain, inside, qnorm, vox, inv, ukeys, per_pair) -> np.ndarray:
+    """Per grain pair: 1 - |cos| of the angle between the line joining the two grain centroids and the
+    radial direction at the boundary (1 = radial boundary plane, 0 = tangential)."""
+    g = grain.astype(np.int64)
+    n = int(g.max()) + 1
+    coords = np.stack(np.unravel_index(np.arange(g.size), g.shape), axis=1).astype(np.float64)
+    flat_in = inside.ravel()
+    gl = g.ravel()[flat_in]
+    cnt = np.maximum(np.bincount(gl, minlength=n), 1)
+    cen = np.stack([np.bincount(gl, weights=coords[flat_in, k], minlength=n) for k in range(3)], 1) / cnt[:, None]
+    centre = coords[int(np.argmin(np.where(flat_in, qnorm.ravel(), np.inf)))]
+    bpos = np.stack([np.bincount(inv, weights=coords[vox, k]) for k in range(3)], 1) / per_pair[:, None]
+    radial = bpos - centre
+    radial /= np.maximum(np.linalg.norm(radial, axis=1, keepdims=True), 1e-9)
+    a, b = ukeys // n, ukeys % n
+    join = cen[b] - cen[a]
+    join /= np.maximum(np.linalg.norm(join, axis=1, keepdims=True), 1e-9)
+    return 1.0 - np.abs(np.sum(join * radial, axis=1))
+
+
 def _min_filter(values: np.ndarray, radius: int) -> np.ndarray:
     return values if radius <= 0 else ndi.minimum_filter(values, footprint=_ball(radius), mode="nearest")
 
 
 def crack_particle(rng: np.random.Generator, inside: np.ndarray, grain: np.ndarray, qnorm: np.ndarray,
                    target_damage: float, *, width_vox: int = 1, void_share: float = 0.3,
-                   centre_bias: float = 3.0, core_width_vox: int | None = None) -> np.ndarray:
+                   centre_bias: float = 3.0, radial_bias: float = 1.0,
+                   core_width_vox: int | None = None) -> np.ndarray:
     """Boolean crack + void mask (subset of ``inside``) for one particle crop.
 
     inside: the particle's voxels; grain: grain labels in the crop (any ints; only read inside);
@@ -101,8 +122,11 @@ def crack_particle(rng: np.random.Generator, inside: np.ndarray, grain: np.ndarr
     if remaining <= 0 or vox.size == 0:
         return out
     ukeys, inv = np.unique(keys, return_inverse=True)
-    mean_q = np.bincount(inv, weights=qnorm.ravel()[vox]) / np.bincount(inv)
+    per_pair = np.bincount(inv)
+    mean_q = np.bincount(inv, weights=qnorm.ravel()[vox]) / per_pair
     priority = rng.random(ukeys.size) + centre_bias * (1.0 - np.clip(mean_q, 0, 1))
+    if radial_bias > 0:
+        priority += radial_bias * _radialness(grain, inside, qnorm, vox, inv, ukeys, per_pair)
     rank = np.empty(ukeys.size, dtype=np.float32)
     rank[np.argsort(-priority, kind="stable")] = np.arange(ukeys.size, dtype=np.float32)
     rank_field = np.full(inside.size, big, dtype=np.float32)
