@@ -31,7 +31,7 @@ class TrainingSetConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the scan split")
     working_pixel_um: float = Field(default=DEFAULT_WORKING_PIXEL_UM, description="pixel size the model works at (um)")
     annotations_dir: str = Field(default="", description="folder of 2D <name>.tif + <name>.labels.tif pairs; empty = <data root>/annotations")
-    min_size: int = Field(default=128, description="slices are padded to at least this size (the training patch size)")
+    min_size: int = Field(default=96, description="slices are padded to at least this size (the training patch size)")
 
 
 @dg.asset(
@@ -93,12 +93,12 @@ class StardistModelConfig(dg.Config):
     train: bool = Field(default=False, description="False: adopt the shipped default model (fast). True: train on stardist_training_set")
     n_rays: int = 32
     grid: int = 2
-    unet_depth: int = 2
-    unet_filters: int = 16
-    patch_size: int = 128
+    unet_depth: int = 3
+    unet_filters: int = 32
+    patch_size: int = 96
     batch_size: int = 4
-    epochs: int = 30
-    steps_per_epoch: int = 60
+    epochs: int = 40
+    steps_per_epoch: int = 50
     learning_rate: float = 3e-4
     augment: bool = True
     seed: int = 0
@@ -217,11 +217,13 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
 
 class FusedLabelsConfig(dg.Config):
     method: str = Field(default="watershed", description="'watershed' (seeded, splits touching particles) or 'kmeans' (Li et al. 2022 recipe)")
-    fg_threshold: float = Field(default=0.25, description="foreground: mean view probability above this")
-    h_um: float = Field(default=0.4, description="minimal dynamic of a seed in the fused distance map (um)")
+    fg_threshold: float = Field(default=0.2, description="foreground: mean view probability above this")
+    seed_map: str = Field(default="prob", description="watershed seeds/landscape: 'prob' (fused probability) or 'dist' (fused mean ray distance)")
+    h: float = Field(default=0.1, description="minimal dynamic of a seed in the fused probability (seed_map='prob')")
+    h_dist_um: float = Field(default=0.2, description="minimal dynamic of a seed in the fused distance map, um (seed_map='dist')")
     min_radius_um: float = Field(default=0.75, description="seeds need a mean ray distance of at least this (um)")
     min_volume_um3: float = Field(default=1.0, description="components smaller than this are dropped (um^3)")
-    smooth_um: float = Field(default=0.25, description="Gaussian smoothing of the distance map before seeding (um)")
+    smooth_um: float = Field(default=0.4, description="Gaussian smoothing of the seed map (um)")
 
 
 def central_overlay_png(tomo, labels) -> bytes:
@@ -245,8 +247,8 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     """3D instance labels of one scan, fused from the three view maps.
 
     Mean of the view probabilities and mean-ray-distance maps; foreground = probability above a
-    threshold with holes filled (cracks are inside particles); seeded watershed on the fused distance
-    map splits touching particles; each particle is hole-filled; tiny pieces dropped (``kmeans``
+    threshold with holes filled (cracks are inside particles); a watershed seeded at the h-maxima of
+    the fused probability (a learned distance-to-boundary) splits touching particles; each particle is hole-filled; tiny pieces dropped (``kmeans``
     selects the published recipe instead). Fused at the binned resolution and upsampled (nearest) to
     the tomogram grid: ``warehouse/fused_labels/<scan>.zarr``, uint32 (z, y, x), attrs ``scan_id,
     voxel_size_um, n_particles``; a PNG of the labels over the central slices beside it.
@@ -258,8 +260,8 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
 
     layout = data_root.layout
     scan = context.partition_key
-    params = FusionParams(method=config.method, fg_threshold=config.fg_threshold, h_um=config.h_um, min_radius_um=config.min_radius_um,
-                          min_volume_um3=config.min_volume_um3, smooth_um=config.smooth_um)
+    params = FusionParams(method=config.method, fg_threshold=config.fg_threshold, seed_map=config.seed_map, h=config.h, h_dist_um=config.h_dist_um,
+                          min_radius_um=config.min_radius_um, min_volume_um3=config.min_volume_um3, smooth_um=config.smooth_um)
     out = layout.fused_labels(scan)
     _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan})
     png = central_overlay_png(open_zarr(layout.tomogram(scan)), open_zarr(out))

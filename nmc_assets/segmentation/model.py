@@ -28,12 +28,12 @@ class TrainConfig:
 
     n_rays: int = 32
     grid: int = 2
-    unet_depth: int = 2
-    unet_filters: int = 16
-    patch_size: int = 128
+    unet_depth: int = 3
+    unet_filters: int = 32
+    patch_size: int = 96
     batch_size: int = 4
-    epochs: int = 30
-    steps_per_epoch: int = 60
+    epochs: int = 40
+    steps_per_epoch: int = 50
     learning_rate: float = 3e-4
     augment: bool = True
     seed: int = 0

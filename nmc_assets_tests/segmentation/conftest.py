@@ -27,10 +27,10 @@ def tiny_model(tmp_path_factory, phantom_scans):
     train = []
     for name in ("a", "b"):
         img, lab = phantom_scans[name]
-        train += scan_slices(img, lab, 0.25, name, slice_step=3)
+        train += scan_slices(img, lab, 0.25, name, working_pixel_um=0.25, slice_step=3)
     img, lab = phantom_scans["v"]
-    val = scan_slices(img, lab, 0.25, "v", slice_step=6)
-    cfg = TrainConfig(n_rays=16, unet_depth=2, unet_filters=8, patch_size=64, epochs=15, steps_per_epoch=25, max_val_images=8)
+    val = scan_slices(img, lab, 0.25, "v", working_pixel_um=0.25, slice_step=6)
+    cfg = TrainConfig(n_rays=16, unet_depth=2, unet_filters=8, patch_size=64, epochs=15, steps_per_epoch=25, max_val_images=8, working_pixel_um=0.25)
     out = tmp_path_factory.mktemp("models") / "stardist" / "tiny"
     meta = train_stardist(*flat(train), *flat(val), out, cfg, extra_meta={"made_by": "test fixture"})
     return out, meta

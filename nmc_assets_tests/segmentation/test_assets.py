@@ -16,7 +16,7 @@ from nmc_assets.paths import DataLayout
 
 pytestmark = pytest.mark.slow
 
-FUSION = {"fg_threshold": 0.2, "h_um": 0.25}
+FUSION = {"fg_threshold": 0.2, "h": 0.1}
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def test_view_maps_and_fused_labels_match_truth(tiny_model, phantom_scans, tmp_p
     assert prob[truth > 0].mean() > prob[truth == 0].mean() + 0.2
     assert info["bin_factor"] == 1 and root.attrs["scan_id"] == "v"
 
-    params = FusionParams(fg_threshold=0.2, h_um=0.25)
+    params = FusionParams(fg_threshold=0.2, h=0.1)
     labels, finfo = fused_labels(tmp_path / "v.zarr", tmp_path / "fused.zarr", params, attrs={"scan_id": "v"})
     stored = zarr.open_array(str(tmp_path / "fused.zarr"), mode="r")
     assert stored.dtype == np.uint32 and stored.shape == truth.shape
@@ -55,7 +55,7 @@ def test_binned_prediction_upsamples_to_full_grid(tiny_model, phantom_scans, tmp
     img2 = ndimage.zoom(img[:24, :48, :48], 2, order=1)
     info = view_probabilities(model_dir, img2, 0.125, tmp_path / "v2.zarr", normalize=tuple(np.percentile(img2, [1, 99.8])))
     assert info["bin_factor"] == 2 and tuple(info["binned_shape"]) == (24, 48, 48)
-    labels, _ = fused_labels(tmp_path / "v2.zarr", tmp_path / "f2.zarr", FusionParams(fg_threshold=0.2, h_um=0.25))
+    labels, _ = fused_labels(tmp_path / "v2.zarr", tmp_path / "f2.zarr", FusionParams(fg_threshold=0.2, h=0.1))
     assert zarr.open_array(str(tmp_path / "f2.zarr"), mode="r").shape == img2.shape
     assert labels.shape == (24, 48, 48)
 

@@ -19,7 +19,8 @@ from .constructed import ball_labels
 
 
 def test_bin_factor_and_binning():
-    assert bin_factor_for(0.07) == 4 and bin_factor_for(0.1) == 2 and bin_factor_for(0.5) == 1
+    assert bin_factor_for(0.07) == 6 and bin_factor_for(0.1) == 4 and bin_factor_for(0.2) == 2 and bin_factor_for(0.5) == 1
+    assert bin_factor_for(0.07, 0.25) == 4
     with pytest.raises(ValueError):
         bin_factor_for(0)
     v = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
