@@ -42,7 +42,8 @@ class RenderParams:
     psf_min_px: float = 0.8         # reconstructions are never sharper than ~2 voxels FWHM
     halo: float = 0.15              # strength of the LoG edge fringe
     halo_sigma_um: float = 0.12
-    noise_sd: float = 0.045         # phase units
+    noise_sd: float = 0.045         # phase units, at voxels <= noise_ref_voxel_um
+    noise_ref_voxel_um: float = 0.06
     noise_scale_um: float = 0.07
     ring_count: int = 14
     ring_amplitude: float = 0.04
@@ -132,7 +133,9 @@ def render_image(rng: np.random.Generator, classes: np.ndarray, voxel_size_um: f
         img -= np.float32(params.halo) * ndi.laplace(smooth)
         del smooth
     del phase
-    img += np.float32(params.noise_sd) * smooth_noise(rng, classes.shape, params.noise_scale_um / vs)
+    # coarser voxels average more signal: noise sd ~ (reference voxel / voxel) ** 0.5 above the reference
+    noise_sd = params.noise_sd * min(1.0, params.noise_ref_voxel_um / vs) ** 0.5
+    img += np.float32(noise_sd) * smooth_noise(rng, classes.shape, params.noise_scale_um / vs)
     nz, ny, nx = classes.shape
     # ring artifacts about a rotation axis along z, slightly off the volume centre
     yc = (ny - 1) / 2 + rng.uniform(-0.1, 0.1) * ny

@@ -25,7 +25,7 @@ from nmc_assets.particles.shell import ShellParams, shell_normalised_distance
 __all__ = ["SIMULATOR_VERSION", "ScanConfig", "SimulatedScan", "simulate_scan", "write_scan",
            "DEFAULT_SHELL_PARAMS", "DEFAULT_GRAIN_PARAMS"]
 
-SIMULATOR_VERSION = "1.3.0"
+SIMULATOR_VERSION = "1.4.0"
 
 #: Outer shells of the virtual particles: 5-12 um, median 8 um.
 DEFAULT_SHELL_PARAMS = ShellParams(mean_diameter_um=8.0, size_sigma=0.22, amplitude=0.03, exponent=2.2,
