@@ -355,13 +355,38 @@ def soft_boundary_map(prob, mask):
     return diff / count.clamp(min=1)
 
 
-def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rng: np.random.Generator, tau_rel: float, device=None, straight_through: bool = True):
+def sparse_boundary_map(prob, ids, mask):
+    """:func:`soft_boundary_map` for top-k assignments: ``prob`` (H, W, k) probabilities of the cells ``ids``
+    (H, W, k) (-1 = none). <p(x), p(x')> sums the products of matching cell ids."""
+    import torch.nn.functional as F
+
+    m = mask.to(prob.dtype)
+    H, W, _ = prob.shape
+    pp = F.pad(prob.permute(2, 0, 1), (1, 1, 1, 1)).permute(1, 2, 0)
+    ip = F.pad(ids.permute(2, 0, 1), (1, 1, 1, 1), value=-1).permute(1, 2, 0)
+    mp = F.pad(m, (1, 1, 1, 1))
+    diff = prob.new_zeros((H, W))
+    count = prob.new_zeros((H, W))
+    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        nb_p = pp[1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
+        nb_i = ip[1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
+        nm = mp[1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
+        match = (ids[:, :, :, None] == nb_i[:, :, None, :]) & (ids[:, :, :, None] >= 0)
+        same = (match.to(prob.dtype) * prob[:, :, :, None] * nb_p[:, :, None, :]).sum((2, 3))
+        valid = m * nm
+        diff = diff + valid * (1 - same)
+        count = count + valid
+    return diff / count.clamp(min=1)
+
+
+def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rng: np.random.Generator, tau_rel: float, device=None, straight_through: bool = True, top_k: int = 4):
     """Critic input (2, S, S) for one soft section of a freshly sampled particle: boundary map and mask.
 
     With ``straight_through`` (default) the forward value is the hard tessellation's boundary map and the
     gradient is that of the soft one (softmax at ``tau_rel``): the critic then compares like with like
     (a purely soft map has wider, heavier boundaries than any hard label image, which biases the
     parameters towards fewer grains), while the temperature sets how far from a boundary gradients reach.
+    Only the ``top_k`` nearest cells of each pixel enter the softmax (the rest carry ~0 mass).
 
     ``tau_rel`` is the temperature in units of spacing * pixel size (distance differences grow by about
     2 spacings * pixel per pixel away from a boundary, so tau_rel ~ 0.2 is nearly hard).
@@ -384,15 +409,20 @@ def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rn
     pts = torch.as_tensor(plane.points()[mask_np.ravel()], dtype=seeds.dtype, device=dev)
     d = radial_cell_distances(pts, seeds, axis, elong, w)
     tau = tau_rel * dens ** (-1 / 3) * plane.pixel_size_um
-    p_in = torch.softmax(-(d - d.min(1, keepdim=True).values.detach()) / tau, dim=1)  # (P_in, K)
+    # the few nearest cells carry all the probability mass; keep the top k (sorted: column 0 is the hard owner)
+    k = min(top_k, len(sel))
+    neg, idx = torch.topk(-d, k, dim=1)
+    p = torch.softmax((neg - neg[:, :1].detach()) / tau, dim=1)  # (P_in, k)
     if straight_through:
         # forward: the hard tessellation (exactly what the observed sections are); backward: the soft one
-        hard = torch.nn.functional.one_hot(d.argmin(1), len(sel)).to(p_in.dtype)
-        p_in = hard + p_in - p_in.detach()
-    prob = torch.zeros((len(sel), S * S), dtype=p_in.dtype, device=dev)
-    prob[:, torch.as_tensor(np.flatnonzero(mask_np.ravel()), device=dev)] = p_in.T
+        hard = torch.zeros_like(p)
+        hard[:, 0] = 1.0
+        p = hard + p - p.detach()
+    flat = torch.as_tensor(np.flatnonzero(mask_np.ravel()), device=dev)
+    prob = torch.zeros((S * S, k), dtype=p.dtype, device=dev).index_copy(0, flat, p).reshape(S, S, k)
+    ids = torch.full((S * S, k), -1, dtype=idx.dtype, device=dev).index_copy(0, flat, idx).reshape(S, S, k)
     img = img.clone()
-    img[0] = soft_boundary_map(prob.reshape(len(sel), S, S), mask)
+    img[0] = sparse_boundary_map(prob, ids, mask)
     return img
 
 

@@ -97,3 +97,18 @@ def test_larger_elongation_gives_higher_radial_alignment():
     low, high = _mean_radial_cos(1.3), _mean_radial_cos(3.0)
     assert high > low + 0.1, (low, high)
     assert high > 0.7
+
+
+def test_sparse_boundary_map_equals_dense_one():
+    from nmc_assets.synthesis.soft_model import soft_boundary_map, sparse_boundary_map
+
+    g = torch.Generator().manual_seed(0)
+    prob = torch.softmax(torch.randn(5, 12, 12, generator=g, dtype=torch.float64), 0)
+    mask = torch.ones(12, 12, dtype=torch.bool)
+    mask[:2] = False
+    prob = prob * mask
+    # top-k form with k = all cells, in a shuffled order per pixel
+    perm = torch.argsort(torch.rand(12, 12, 5, generator=g), dim=2)
+    ids = torch.where(mask[..., None], perm, torch.full_like(perm, -1))
+    p_sparse = torch.gather(prob.permute(1, 2, 0), 2, perm)
+    np.testing.assert_allclose(sparse_boundary_map(p_sparse, ids, mask).numpy(), soft_boundary_map(prob, mask).numpy(), atol=1e-12)
