@@ -64,3 +64,27 @@ def test_render_phases_and_range():
     assert nmc > cbd > pore
     again = render_image(np.random.default_rng(0), classes, 0.1, RenderParams())
     assert np.array_equal(img, again)
+
+
+def test_cracks_prefer_radial_boundaries():
+    from nmc_assets.beamline.cracks import _radialness
+
+    rng = np.random.default_rng(5)
+    shell = sample_shell(rng, ShellParams(mean_diameter_um=8.0, size_sigma=0.0))
+    grains = sample_grains(rng, GrainParams(number_density_per_um3=0.15), shell.max_radius_um())
+    vs = 0.2
+    g = render_grain_labels(shell, grains, vs)
+    inside = g > 0
+    q = shell_normalised_distance(shell, g.shape, vs, tuple((n - 1) / 2 for n in g.shape))
+    vox, keys = grain_boundary_pairs(g, inside)
+    ukeys, inv = np.unique(keys, return_inverse=True)
+    radialness = _radialness(g, inside, q, vox, inv, ukeys, np.bincount(inv))
+    assert radialness.min() >= 0 and radialness.max() <= 1
+
+    def opened_radialness(bias):
+        c = crack_particle(np.random.default_rng(2), inside, g, q, 0.05, width_vox=0, void_share=0.0,
+                           centre_bias=0.0, radial_bias=bias)
+        hit = c.ravel()[vox]
+        return np.average(radialness[inv], weights=hit)
+
+    assert opened_radialness(5.0) > opened_radialness(0.0) + 0.1
