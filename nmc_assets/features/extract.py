@@ -35,6 +35,8 @@ from nmc_assets.features.columns import FEATURE_COLUMNS
 OUTER_SMOOTHING_VOX = 0.7
 #: Gaussian smoothing (voxels) of the intensity before the inner (crack/void) isosurface: suppresses noise.
 INNER_SMOOTHING_VOX = 1.0
+#: Percentile of the background intensity taken as the void (pore/electrolyte) level of the threshold.
+BACKGROUND_VOID_PERCENTILE = 10.0
 #: Erosion (voxels, cube) of the filled mask that delimits where inner surfaces are searched (keeps the outer edge out).
 INNER_MARGIN_VOX = 2
 
@@ -58,12 +60,14 @@ class FeatureSettings:
 def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int = 4_000_000) -> float:
     """Per-scan intensity threshold separating solid from cracks/voids inside the filled particles.
 
-    Otsu's threshold over the intensities inside all labelled particles (solid vs. crack/void modes),
-    capped at the midpoint between the median background intensity (``labels == 0``) and the median
-    particle intensity. The cap matters when a scan has little damage: Otsu then splits the solid
-    mode itself, while the midpoint keeps intact particles intact (cracks hold pore or electrolyte,
-    no brighter than the background). Without background voxels Otsu alone is used. A regular
-    subsample of at most ``max_samples`` voxels is used.
+    Otsu's threshold over the intensities inside all labelled particles (solid vs. crack/void modes,
+    centred in the empty gap around it), capped at the midpoint between the *void level* and the
+    median particle intensity (the solid level). Cracks and voids hold pore space or electrolyte, the
+    least dense phase of the background, so the void level is the
+    :data:`BACKGROUND_VOID_PERCENTILE`-th percentile of the background (``labels == 0``; its median
+    would be binder). A voxel half solid and half void then sits at the threshold, and the cap keeps
+    intact particles intact when Otsu splits the solid mode of a scan with little damage. Without
+    background voxels Otsu alone is used. A regular subsample of at most ``max_samples`` voxels is used.
     """
     from skimage.filters import threshold_otsu
 
@@ -83,7 +87,8 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     else:
         otsu = float(inside[0])
     if outside.size >= 16:
-        return min(otsu, float(0.5 * (np.median(outside) + np.median(inside))))
+        void_level = float(np.percentile(outside, BACKGROUND_VOID_PERCENTILE))
+        return min(otsu, 0.5 * (void_level + float(np.median(inside))))
     return otsu
 
 
