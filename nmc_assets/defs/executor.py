@@ -4,9 +4,16 @@ The executor is configuration, not code: the environment variable ``NMC_EXECUTOR
 code location loads.
 
 ``multiprocess`` (default)
-    Every step in its own spawned process on this machine (CUDA-safe; GPU memory is freed when the
-    step ends). Steps in the ``gpu`` pool run one at a time through the instance's pool limit
-    (``deploy/local/dagster.yaml``).
+    Every step in its own process on this machine (GPU memory is freed when the step ends), forked from
+    a ``forkserver`` that has imported Dagster and this code location once, so a step does not pay
+    those imports again (``benchmarks/results/operations.md``). The server never imports torch or
+    TensorFlow (a test checks that loading the definitions does not), so forked steps are CUDA-safe.
+    Steps in the ``gpu`` pool run one at a time through the instance's pool limit
+    (``deploy/local/dagster.yaml``). ``NMC_MAX_CONCURRENT`` caps parallel steps per run (default: the
+    number of CPUs).
+``spawn``
+    Dagster's own multiprocess executor (every step a freshly spawned interpreter), configurable per
+    run in the launchpad.
 ``in_process``
     All steps in the run worker process (debugging).
 ``k8s``
@@ -34,7 +41,10 @@ import dagster as dg
 
 EXECUTOR_ENV = "NMC_EXECUTOR"
 K8S_EXECUTOR_CONFIG_ENV = "NMC_K8S_EXECUTOR_CONFIG"
-PROFILES = ("multiprocess", "in_process", "k8s")
+PROFILES = ("multiprocess", "spawn", "in_process", "k8s")
+MAX_CONCURRENT_ENV = "NMC_MAX_CONCURRENT"
+#: Imported once by the forkserver of the ``multiprocess`` profile (light: no ML framework at load).
+PRELOAD_MODULES = ["nmc_assets.definitions"]
 DEFAULT_PROFILE = "multiprocess"
 
 #: Name of the concurrency pool of GPU assets (DESIGN section 5).
@@ -95,7 +105,21 @@ def select_executor(environ: Mapping[str, str] | None = None) -> dg.ExecutorDefi
 
         config = load_k8s_executor_config(environ)
         return k8s_job_executor.configured(config, name="k8s") if config else k8s_job_executor
-    return dg.multiprocess_executor
+    if profile == "spawn":
+        return dg.multiprocess_executor
+    return dg.multiprocess_executor.configured(multiprocess_config(environ), name="multiprocess")
+
+
+def multiprocess_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Config of the default ``multiprocess`` profile: forkserver with the code location preloaded."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {"start_method": {"forkserver": {"preload_modules": list(PRELOAD_MODULES)}}}
+    limit = (environ.get(MAX_CONCURRENT_ENV) or "").strip()
+    if limit:
+        if not limit.isdigit() or int(limit) < 1:
+            raise ValueError(f"{MAX_CONCURRENT_ENV}={limit!r} must be a positive integer")
+        config["max_concurrent"] = int(limit)
+    return config
 
 
 @dg.definitions

@@ -57,8 +57,20 @@ def test_profile_defaults_to_multiprocess_and_rejects_unknown_values():
     with pytest.raises(ValueError, match="NMC_EXECUTOR='celery'"):
         ex.executor_profile({"NMC_EXECUTOR": "celery"})
     assert ex.select_executor({}).name == "multiprocess"
+    assert ex.select_executor({"NMC_EXECUTOR": "spawn"}) is dg.multiprocess_executor
     assert ex.select_executor({"NMC_EXECUTOR": "in_process"}).name == "in_process"
     assert ex.select_executor({"NMC_EXECUTOR": "k8s"}).name == "k8s"
+
+
+def test_default_profile_forks_steps_from_a_server_with_the_code_location_preloaded():
+    config = ex.multiprocess_config({"NMC_MAX_CONCURRENT": "2"})
+    assert config == {"start_method": {"forkserver": {"preload_modules": ["nmc_assets.definitions"]}},
+                      "max_concurrent": 2}
+    from dagster._config import validate_config
+
+    assert validate_config(dg.multiprocess_executor.config_schema.config_type, config).success
+    with pytest.raises(ValueError, match="NMC_MAX_CONCURRENT"):
+        ex.multiprocess_config({"NMC_MAX_CONCURRENT": "0"})
 
 
 def test_k8s_executor_config_file_is_valid_and_errors_name_the_file(tmp_path):
