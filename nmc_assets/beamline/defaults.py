@@ -6,9 +6,10 @@ Each is 128 x 320 x 320 voxels at 0.2 um (25.6 x 64 x 64 um), about 150 particle
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from nmc_assets.beamline.simulate import ScanConfig, simulate_scan, write_scan
+from nmc_assets.beamline.simulate import SIMULATOR_VERSION, ScanConfig, simulate_scan, write_scan
 
 __all__ = ["DEFAULT_SCANS", "write_default_scans"]
 
@@ -22,15 +23,25 @@ DEFAULT_SCANS: dict[str, ScanConfig] = {
 def write_default_scans(incoming_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """Simulate the default scans into ``incoming_dir`` and return the volume paths (``<scan>.tif``).
 
-    A scan whose four files already exist is not simulated again unless ``overwrite`` (the output is
-    deterministic, so regenerating would write the same bytes).
+    A scan whose four files already exist and whose sidecar names this simulator version and the same
+    seed and shape is not simulated again unless ``overwrite`` (the output is deterministic, so
+    regenerating would write the same bytes). Files from another simulator version are replaced.
     """
     out = Path(incoming_dir)
     paths = []
     for scan_id, config in DEFAULT_SCANS.items():
         files = [out / f"{scan_id}{s}" for s in (".tif", ".json", ".labels.tif", ".truth.parquet")]
-        if not overwrite and all(f.exists() for f in files):
+        if not overwrite and all(f.exists() for f in files) and _up_to_date(files[1], config):
             paths.append(files[0])
             continue
         paths.append(write_scan(simulate_scan(config), out, scan_id)["volume"])
     return paths
+
+
+def _up_to_date(sidecar: Path, config: ScanConfig) -> bool:
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    return (meta.get("simulator_version") == SIMULATOR_VERSION and meta.get("seed") == config.seed
+            and meta.get("shape") == list(config.shape) and meta.get("cycles") == config.cycles)

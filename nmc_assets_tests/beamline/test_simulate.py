@@ -124,3 +124,27 @@ def test_cli_and_bad_input(tmp_path, capsys):
         ScanConfig(shape=(4, 64, 64))
     with pytest.raises(ValueError, match="voxel_size_um"):
         ScanConfig(voxel_size_um=0)
+
+
+def test_write_default_scans_skips_up_to_date(tmp_path, monkeypatch):
+    from nmc_assets.beamline import defaults
+
+    small = {"t_c10": ScanConfig(cycles=10, seed=4, shape=(24, 64, 64), voxel_size_um=0.25)}
+    monkeypatch.setattr(defaults, "DEFAULT_SCANS", small)
+    [vol] = defaults.write_default_scans(tmp_path)
+    assert vol == tmp_path / "t_c10.tif" and vol.exists()
+    mtime = vol.stat().st_mtime_ns
+    assert defaults.write_default_scans(tmp_path) == [vol] and vol.stat().st_mtime_ns == mtime  # skipped
+    side = tmp_path / "t_c10.json"
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps({**meta, "simulator_version": "0.0.1"}))
+    defaults.write_default_scans(tmp_path)  # stale version: regenerated
+    assert json.loads(side.read_text())["simulator_version"] == SIMULATOR_VERSION
+
+
+def test_default_scan_configs():
+    from nmc_assets.beamline.defaults import DEFAULT_SCANS
+
+    assert set(DEFAULT_SCANS) == {"virtual_c10", "virtual_c50"}
+    assert {c.cycles for c in DEFAULT_SCANS.values()} == {10, 50}
+    assert len({c.seed for c in DEFAULT_SCANS.values()}) == 2
