@@ -99,4 +99,21 @@ def beeswarm_png(
                         color_bar_label="attribute value")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("SHAP value (impact on damage, volume fraction)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.tick_params(axis="x", labelsize=9)
     return _png(fig, dpi)
+
+
+def thumbnail_png(png: bytes, max_side: int = 480) -> bytes:
+    """A smaller copy of a PNG (Lanczos resampling, so text stays legible) for UI metadata."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    scale = max_side / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

@@ -11,6 +11,8 @@ In the virtual particles, measured shape also tracks size: on a 50-cycle virtual
 
 The rule (:func:`driver_recovery`), per condition:
 
+Ranks count each driver group once (size's second column takes no place).
+
 1. the two strongest drivers of the law, size and depth, each rank in the top 3 by mean |SHAP|;
 2. contact (the weakest driver) ranks in the top 6 (3 drivers + 3 size proxies);
 3. every attribute the law does not use and that is not tied to a driver by construction
@@ -47,6 +49,8 @@ def driver_recovery(
     """Check the rule of the module doc on one condition of a drivers table.
 
     ``top_k``: the largest rank allowed per driver group (a mapping), or one number for every group.
+    Ranks count each driver group once (its best column), so ``volume_um3`` and ``surface_outer_um2``
+    together take one place.
 
     Returns ``{"passed", "group_ranks", "unrelated_ranks", "worst_driver_rank", "best_unrelated_rank",
     "ranking", "failures"}``; ``ranking`` lists the attributes from rank 1 down.
@@ -54,7 +58,17 @@ def driver_recovery(
     rows = table[table["condition"] == condition].sort_values("rank")
     if rows.empty:
         raise ValueError(f"condition {condition!r} not in the drivers table (has {sorted(table['condition'].unique())})")
-    rank = dict(zip(rows["attribute"], rows["rank"].astype(int)))
+    # ranks count each driver group once: a group's second column (surface after volume) takes no place
+    group_of = {c: g for g, cols in driver_groups.items() for c in cols}
+    rank, seen, position = {}, set(), 0
+    for attr in rows["attribute"]:
+        group = group_of.get(attr)
+        if group is not None:
+            if group in seen:
+                continue
+            seen.add(group)
+        position += 1
+        rank[attr] = position
     failures = []
     group_ranks = {}
     for group, columns in driver_groups.items():

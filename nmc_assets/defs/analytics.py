@@ -152,7 +152,6 @@ def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResourc
     ``warehouse/analytics/plots/``.
     """
     from nmc_assets.analytics.pipeline import build_damage_drivers
-    from nmc_assets.analytics.plots import drivers_bar_chart
 
     layout = data_root.layout
     outputs = build_damage_drivers(layout.analytics)
@@ -164,12 +163,13 @@ def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResourc
         "catalog": dg.MetadataValue.text(catalog_note),
     }
     if not outputs.table.empty:
-        small = drivers_bar_chart(outputs.table, dpi=50)
-        metadata["bar_chart"] = dg.MetadataValue.md(
-            f"![damage drivers](data:image/png;base64,{base64.b64encode(small).decode()})"
-        )
+        metadata["bar_chart"] = dg.MetadataValue.md(_inline_png(outputs.bar_chart_png, "damage drivers by condition", 520))
         metadata["bar_chart_path"] = dg.MetadataValue.path(str(outputs.bar_chart))
         metadata["beeswarm_paths"] = dg.MetadataValue.json({k: str(v) for k, v in outputs.beeswarms.items()})
+        for condition, path in outputs.beeswarms.items():
+            metadata[f"beeswarm_{condition}"] = dg.MetadataValue.md(
+                _inline_png(path.read_bytes(), f"SHAP beeswarm {condition}", 420)
+            )
         top = outputs.table[outputs.table["rank"] <= 5]
         lines = ["| condition | rank | attribute | mean abs SHAP | std | top-3 share |", "| --- | --- | --- | --- | --- | --- |"]
         for row in top.itertuples():
@@ -178,6 +178,12 @@ def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResourc
             )
         metadata["top_drivers"] = dg.MetadataValue.md("\n".join(lines))
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _inline_png(png: bytes, alt: str, max_side: int) -> str:
+    from nmc_assets.analytics.plots import thumbnail_png
+
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(thumbnail_png(png, max_side)).decode()})"
 
 
 def _update_catalog(context: dg.AssetExecutionContext, layout) -> str:

@@ -48,7 +48,9 @@ def test_materialize_writes_model_table_plots_and_metadata(tmp_path):
     assert "| 10 |" in model_md["scores"].value and "| all |" in model_md["scores"].value
     assert model_md["skipped"].value == "none"
     drivers_md = result.asset_materializations_for_node("damage_drivers")[0].metadata
-    assert drivers_md["bar_chart"].value.startswith("![damage drivers](data:image/png;base64,")
+    assert drivers_md["bar_chart"].value.startswith("![damage drivers by condition](data:image/png;base64,")
+    assert drivers_md["beeswarm_10"].value.startswith("![SHAP beeswarm 10](data:image/png;base64,")
+    assert len(drivers_md["bar_chart"].value) < 150_000
     table = pd.read_parquet(layout.analytics / "damage_drivers.parquet")
     assert drivers_md["dagster/row_count"].value == len(table) > 0
     assert (layout.analytics / "plots" / "damage_drivers.png").exists()

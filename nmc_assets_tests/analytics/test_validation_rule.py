@@ -17,7 +17,10 @@ def _table(condition, ranking):
 def test_rule_on_hand_made_rankings():
     good = _table("10", ["z_um", "volume_um3", "contact", "vs_ratio", "surface_outer_um2", "yaw_deg", "orien_iso"])
     r = driver_recovery(good, "10")
-    assert r["passed"] and r["group_ranks"] == {"size": 2, "depth": 1, "contact": 3} and r["best_unrelated_rank"] == 6
+    # surface_outer_um2 (size's second column) takes no place: yaw_deg is 5th
+    assert r["passed"] and r["group_ranks"] == {"size": 2, "depth": 1, "contact": 3} and r["best_unrelated_rank"] == 5
+    both_size = _table("10", ["contact", "volume_um3", "surface_outer_um2", "z_um", "yaw_deg"])
+    assert driver_recovery(both_size, "10")["group_ranks"] == {"size": 2, "depth": 3, "contact": 1}
     proxies = _table("10", ["z_um", "volume_um3", "vs_ratio", "sphericity", "rough_outer", "contact", "yaw_deg"])
     assert driver_recovery(proxies, "10")["passed"]  # size proxies may sit between the drivers
     late = _table("10", ["z_um", "volume_um3", "vs_ratio", "sphericity", "rough_outer", "p_density", "contact"])

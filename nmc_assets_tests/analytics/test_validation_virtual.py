@@ -44,7 +44,8 @@ def virtual_features():
 
 @pytest.fixture(scope="module")
 def virtual_results(virtual_features):
-    return fit_damage_models(virtual_features, DamageModelConfig(n_seeds=3, n_subsamples=2))
+    # fewer than 500 particles: every subsample is the whole set, so repeats differ by split and seed only
+    return fit_damage_models(virtual_features, DamageModelConfig(n_seeds=6, n_subsamples=1))
 
 
 def test_law_drivers_recovered_per_condition(virtual_results):
