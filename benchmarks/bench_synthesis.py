@@ -149,7 +149,7 @@ def main() -> None:
     if "gan" in parts:
         results["gan"] = [bench_gan(ref, sections, args.gan_steps, s) for s in args.gan_seeds]
     if "baseline" in parts:
-        results["baseline"] = bench_baseline(ref, sections, args.baseline_evals)
+        results[f"baseline_evals_{args.baseline_evals}"] = bench_baseline(ref, sections, args.baseline_evals)
     if "generation" in parts:
         results["generation"] = bench_generation(ref)
     if "shell" in parts and args.scans_dir:

@@ -142,6 +142,8 @@ def stardist_model(context: dg.AssetExecutionContext, config: StardistModelConfi
         if src.exists() and src.resolve() != dst.resolve():
             copy_model(src, dst)
             source = f"shipped ({src})"
+        elif src.exists():
+            source = f"shipped (in place: {src})"
         elif dst.exists():
             source = f"existing ({dst})"
         else:

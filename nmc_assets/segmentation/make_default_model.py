@@ -48,35 +48,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=DEFAULT_MODEL_NAME)
     ap.add_argument("--shape", type=int, nargs=3, default=(128, 256, 256))
     ap.add_argument("--voxel-size", type=float, default=0.2)
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--install", action="store_true", help="copy the model into the repository's data/models/stardist/")
+    ap.add_argument("--skip-train", action="store_true", help="reuse the model already trained in --root (e.g. to --install it after checking it)")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
     t0 = time.time()
     scans = simulate(root, tuple(a.shape), a.voxel_size)
     print(f"simulated {len(scans)} scans in {time.time() - t0:.0f} s", flush=True)
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("scan", scans)
-    resources = {"data_root": DataRootResource(data_dir=str(root))}
-    for s in scans:
-        dg.materialize([raw_tomogram], partition_key=s, instance=instance, resources=resources)
-    dg.materialize([stardist_training_set], instance=instance, resources=resources)
-    cfg = {"name": a.name, "train": True, "epochs": a.epochs, "steps_per_epoch": a.steps}
-    dg.materialize([stardist_model], instance=instance, resources=resources, run_config={"ops": {"stardist_model": {"config": cfg}}})
+    if not a.skip_train:
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions("scan", scans)
+        resources = {"data_root": DataRootResource(data_dir=str(root))}
+        for s in scans:
+            dg.materialize([raw_tomogram], partition_key=s, instance=instance, resources=resources)
+        dg.materialize([stardist_training_set], instance=instance, resources=resources)
+        cfg = {"name": a.name, "train": True, "epochs": a.epochs, "steps_per_epoch": a.steps}
+        dg.materialize([stardist_model], instance=instance, resources=resources, run_config={"ops": {"stardist_model": {"config": cfg}}})
     model_dir = root / "models" / "stardist" / a.name
     meta = read_model_meta(model_dir)
     print(json.dumps({k: meta[k] for k in ("val_ap50", "val_ap75", "thresholds", "train_seconds", "n_params")}), flush=True)
     if a.install:
         dst = shipped_model_dir(a.name)
         copy_model(model_dir, dst)
-        cmd = "python -m nmc_assets.segmentation.make_default_model " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
-        write_readme(dst, meta, cmd, scans, a)
+        args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--skip-train"]
+        cmd = "python -m nmc_assets.segmentation.make_default_model " + " ".join(shlex.quote(x) for x in args)
+        sidecar = json.loads((root / "incoming" / f"{scans[0]}.json").read_text())
+        write_readme(dst, meta, cmd, scans, a, sidecar.get("simulator_version", "?"))
         print(f"installed {dst}")
     return 0
 
 
-def write_readme(dst: Path, meta: dict, cmd: str, scans: list[str], a) -> None:
+def write_readme(dst: Path, meta: dict, cmd: str, scans: list[str], a, simulator_version: str) -> None:
     tc = meta["train_config"]
     text = f"""# StarDist2D model `{meta['name']}` (shipped default)
 
@@ -92,7 +96,7 @@ Native StarDist folder (`config.json`, `weights_best.h5`, `thresholds.json`) plu
 ```
 
 i.e. the `stardist_model` asset with `train=True` on the `stardist_training_set` asset, built from
-{len(scans)} virtual scans of the beamline simulator (shape {list(a.shape)} at {a.voxel_size} um,
+{len(scans)} virtual scans of the beamline simulator (version {simulator_version}, shape {list(a.shape)} at {a.voxel_size} um,
 seeds/cycles {', '.join(scans)}), binned to the working pixel size, slices along xy, xz and yz.
 Validation scans (held out whole): {', '.join(meta.get('val_scans', []))}.
 
