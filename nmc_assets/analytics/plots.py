@@ -114,6 +114,7 @@ def thumbnail_png(png: bytes, max_side: int = 480) -> bytes:
     scale = max_side / max(image.size)
     if scale < 1:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    image = image.quantize(colors=64, method=Image.Quantize.MEDIANCUT)  # palette PNG: about 3x smaller
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
