@@ -71,25 +71,36 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     """
     from skimage.filters import threshold_otsu
 
+    k = _kernels()[0]
     step = max(1, labels.size // max_samples)
     lab = np.asarray(labels).reshape(-1)[::step]
     val = np.asarray(intensity, dtype=np.float32).reshape(-1)[::step]
-    inside = val[lab > 0]
-    outside = val[lab == 0]
+    inside, outside = k.split_by_label(lab, val)
     if inside.size == 0:
         raise ValueError("no labelled voxels: cannot estimate the solid threshold")
-    if np.ptp(inside) > 0:
+    if inside.max() > inside.min():
         otsu = float(threshold_otsu(inside))
         # centre it in the empty gap around it (matters for clean, few-valued phantoms)
-        below, above = inside[inside <= otsu], inside[inside > otsu]
-        if below.size and above.size:
-            otsu = 0.5 * (float(below.max()) + float(above.min()))
+        below_max, above_min, both = k.gap_around(inside, np.float32(otsu))
+        if both:
+            otsu = 0.5 * (float(below_max) + float(above_min))
     else:
         otsu = float(inside[0])
     if outside.size >= 16:
-        void_level = float(np.percentile(outside, BACKGROUND_VOID_PERCENTILE))
-        return min(otsu, 0.5 * (void_level + float(np.median(inside))))
+        void_level = float(_percentile_in_place(outside, BACKGROUND_VOID_PERCENTILE))
+        return min(otsu, 0.5 * (void_level + float(_percentile_in_place(inside, 50.0))))
     return otsu
+
+
+def _percentile_in_place(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) by partitioning ``values`` in place (no copy)."""
+    n = values.size
+    pos = q / 100.0 * (n - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, n - 1)
+    values.partition([lo, hi] if hi != lo else [lo])
+    a, b = float(values[lo]), float(values[hi])
+    return a + (b - a) * (pos - lo)
 
 
 _CUBE_AREA_LUT: np.ndarray | None = None
@@ -160,6 +171,27 @@ def rotation_angles_deg(frame: np.ndarray) -> tuple[float, float, float]:
     return yaw, pitch, roll
 
 
+def _principal_frames(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_principal_frame` for a stack of (n, 3, 3) matrices: eigenvalues (n, 3) and frames (n, 3, 3)."""
+    evals, evecs = np.linalg.eigh(cov)  # ascending
+    evals = evals[:, ::-1]
+    e1, e2 = evecs[:, :, 2].copy(), evecs[:, :, 1].copy()
+    e1[e1[:, 0] < 0] *= -1
+    e3 = np.cross(e1, e2)
+    flip = e3[:, 2] < 0
+    e2[flip] *= -1
+    e3[flip] *= -1
+    return evals, np.stack([e1, e2, e3], axis=2)
+
+
+def rotation_angles_deg_batch(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rotation_angles_deg` for a stack of (n, 3, 3) frames: (yaw, pitch, roll) arrays in degrees."""
+    yaw = np.degrees(np.arctan2(frames[:, 1, 0], frames[:, 0, 0]))
+    pitch = np.degrees(-np.arcsin(np.clip(frames[:, 2, 0], -1.0, 1.0)))
+    roll = np.degrees(np.arctan2(frames[:, 2, 1], frames[:, 2, 2]))
+    return yaw, pitch, roll
+
+
 def rotation_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
     """``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` acting on (x, y, z) column vectors."""
     a, b, c = (math.radians(t) for t in (yaw_deg, pitch_deg, roll_deg))
@@ -192,40 +224,39 @@ def _tile_sums(per_z: np.ndarray, tile_of_z: np.ndarray, n_tiles: int) -> np.nda
     return np.bincount(tile_of_z, weights=per_z, minlength=n_tiles)
 
 
-def _mc_tile_areas(field, level, tile_of_z, n_tiles, mask=None) -> np.ndarray:
-    """Marching-cubes isosurface area (voxel units) per tile of a mosaic (tiles stacked along z)."""
-    from skimage.measure import marching_cubes
+_KERNELS: tuple | None = None
 
-    try:
-        verts, faces, _, _ = marching_cubes(field, level=level, mask=mask, allow_degenerate=True)
-    except (ValueError, RuntimeError):  # the level is outside the data range: no surface
-        return np.zeros(n_tiles)
-    if len(faces) == 0:
-        return np.zeros(n_tiles)
-    v0 = verts[faces[:, 0]]
-    a = verts[faces[:, 1]] - v0
-    b = verts[faces[:, 2]] - v0
-    cx = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
-    cy = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
-    cz = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
-    area = 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
-    zi = np.clip(np.floor(v0[:, 0]).astype(np.int64), 0, len(tile_of_z) - 1)
-    return np.bincount(tile_of_z[zi], weights=area, minlength=n_tiles)
+
+def _kernels():
+    """The compiled kernels and their tables (numba imported and the triangle table built on first use)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from nmc_assets.features import _kernels as k
+
+        _KERNELS = (k, k.triangle_table(), _cube_area_lut())
+    return _KERNELS
+
+
+def _mc_tile_areas(field, level, tile_of_z, n_tiles, mask=None) -> np.ndarray:
+    """Marching-cubes isosurface area (voxel units) per tile of a mosaic (tiles stacked along z).
+
+    Equal to ``mesh_surface_area(marching_cubes(field, level, mask=mask))`` split by tile, computed
+    cube by cube without building the mesh (:mod:`nmc_assets.features._kernels`).
+    """
+    k, table, _ = _kernels()
+    field = np.ascontiguousarray(field, dtype=np.float32)
+    use_mask = mask is not None
+    m = np.ascontiguousarray(mask).view(np.uint8) if use_mask else np.zeros((1, 1, 1), np.uint8)
+    level = np.float32(level)
+    above = (field > level).view(np.uint8)
+    per_z = k.iso_area_per_z(field, above, level, m, use_mask, table, k.CORNERS, k.EDGES)
+    return np.bincount(tile_of_z, weights=per_z, minlength=n_tiles)
 
 
 def _voxel_area_per_z(mask: np.ndarray) -> np.ndarray:
     """Unsmoothed marching-cubes area of a binary mosaic per z index of the cube (look-up table)."""
-    m = mask.view(np.uint8)
-    shape = tuple(s - 1 for s in m.shape)
-    config = np.zeros(shape, np.uint8)
-    bit = 0
-    for z in (0, 1):
-        for y in (0, 1):
-            for x in (0, 1):
-                config |= m[z : z + shape[0], y : y + shape[1], x : x + shape[2]] << bit
-                bit += 1
-    per_z = _cube_area_lut().astype(np.float32)[config].sum(axis=(1, 2), dtype=np.float64)
-    return np.append(per_z, 0.0)
+    k, _, lut = _kernels()
+    return k.binary_area_per_z(np.ascontiguousarray(mask).view(np.uint8), lut)
 
 
 def _measure_particles(labels, intensity, ids, box_of, thr, settings) -> dict[str, np.ndarray]:
@@ -320,17 +351,13 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     filled &= ~other
     del background
 
-    # moments from per-slice projections
-    ff = filled.astype(np.float32)
+    # moments, intensity sums and solid counts per z slice (one compiled pass), summed per tile
+    k = _kernels()[0]
+    filled_u8 = np.ascontiguousarray(filled).view(np.uint8)
+    test = ndimage.gaussian_filter(img, settings.damage_smoothing_vox, truncate=3.0) if settings.damage_smoothing_vox > 0 else img
+    sums = k.moment_sums_per_z(filled_u8, img, test, np.float32(thr), p)
+    c, sx, sxx, sy, syy, sxy, s_img, n_solid = sums.T
     zl = (np.arange(nz) - z_start[tile_of_z] - p).astype(np.float64)
-    yl = np.arange(ymax, dtype=np.float64) - p
-    xl = np.arange(xmax, dtype=np.float64) - p
-    p_zx = ff.sum(axis=1, dtype=np.float64)
-    p_zy = ff.sum(axis=2, dtype=np.float64)
-    c = p_zx.sum(axis=1)
-    sx, sxx = p_zx @ xl, p_zx @ xl**2
-    sy, syy = p_zy @ yl, p_zy @ yl**2
-    sxy = (ff @ xl.astype(np.float32)).astype(np.float64) @ yl
 
     def tiles(per_z):
         return _tile_sums(per_z, tile_of_z, t_n)
@@ -345,12 +372,10 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     cov_yz = tiles(zl * sy) / cnt - my * mz
 
     # intensity: mean, standard deviation (two-pass), solid count
-    mean = tiles((img * ff).sum(axis=(1, 2), dtype=np.float64)) / cnt
-    dev = (img - mean[tile_of_z].astype(np.float32)[:, None, None]) * ff
-    var = tiles((dev * dev).sum(axis=(1, 2), dtype=np.float64)) / cnt
-    del dev
-    test = ndimage.gaussian_filter(img, settings.damage_smoothing_vox, truncate=3.0) if settings.damage_smoothing_vox > 0 else img
-    solid = tiles(((test >= thr) & filled).sum(axis=(1, 2), dtype=np.float64))
+    mean = tiles(s_img) / cnt
+    var = tiles(k.squared_deviation_per_z(filled_u8, img, mean[tile_of_z])) / cnt
+    solid = tiles(n_solid)
+    ff = filled.astype(np.float32)
 
     # outer surface: isosurface (0.5) of the Gaussian-smoothed filled mask; unsmoothed one for roughness
     smooth = ndimage.gaussian_filter(ff, OUTER_SMOOTHING_VOX, truncate=3.0)
@@ -361,40 +386,35 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
 
     # inner surface: isosurface of the smoothed intensity at the threshold inside the eroded particle
     # (cube erosion); the unsmoothed void voxels next to that surface give the roughness ratio
-    size = 2 * INNER_MARGIN_VOX + 1
-    interior = ndimage.minimum_filter(filled.view(np.uint8), size, mode="constant", cval=0).view(bool)
+    interior = k.erode_cube(filled_u8, INNER_MARGIN_VOX)
     g = ndimage.gaussian_filter(img, INNER_SMOOTHING_VOX, truncate=3.0)
-    void = interior & (g < thr)
-    if void.any():
+    thr32 = np.float32(thr)
+    rough_void, n_void = k.rough_void_mask(interior, g, img, thr32)
+    if n_void:
         s_in = _mc_tile_areas(g, thr, tile_of_z, t_n, mask=interior)
-        near_void = ndimage.maximum_filter(void.view(np.uint8), 3).view(bool)
-        s_in_raw = tiles(_voxel_area_per_z(interior & near_void & (img < thr)))
+        s_in_raw = tiles(_voxel_area_per_z(rough_void))
     else:
         s_in = s_in_raw = np.zeros(t_n)
-    del g, void
+    del g, rough_void
 
     # contact: boundary voxels (a 6-neighbour outside) of the filled particle with another label within the gap
-    if other.any():
-        boundary = _boundary6(filled)
-        near = ndimage.maximum_filter(other.view(np.uint8), 2 * settings.contact_gap_vox + 1).view(bool)
-        contact = tiles((near & boundary).sum(axis=(1, 2), dtype=np.float64)) / np.maximum(
-            1, tiles(boundary.sum(axis=(1, 2), dtype=np.float64))
-        )
-    else:
-        contact = np.zeros(t_n)
+    n_boundary, n_contact = k.contact_per_z(filled_u8, np.ascontiguousarray(other).view(np.uint8),
+                                            settings.contact_gap_vox)
+    contact = tiles(n_contact) / np.maximum(1, tiles(n_boundary))
 
-    for t, k in enumerate(chunk):
-        e = exts[k]
-        # + 1/12: the second moment of each voxel's own unit cube (continuous voxels, never singular)
-        cov = np.array(
-            [[cov_xx[t], cov_xy[t], cov_xz[t]], [cov_xy[t], cov_yy[t], cov_yz[t]], [cov_xz[t], cov_yz[t], cov_zz[t]]]
-        ) + np.eye(3) / 12.0
-        evals, frame = _principal_frame(cov)
-        out["x"][k], out["y"][k], out["z"][k] = mx[t] + e[2].start, my[t] + e[1].start, mz[t] + e[0].start
-        out["yaw"][k], out["pitch"][k], out["roll"][k] = rotation_angles_deg(frame)
-        out["major_axes"][k] = frame[:, 0]
-        out["l1"][k], out["l3"][k] = evals[0], evals[2]
     idx = np.asarray(chunk)
+    # + 1/12: the second moment of each voxel's own unit cube (continuous voxels, never singular)
+    cov = np.empty((t_n, 3, 3))
+    cov[:, 0, 0], cov[:, 1, 1], cov[:, 2, 2] = cov_xx + 1 / 12, cov_yy + 1 / 12, cov_zz + 1 / 12
+    cov[:, 0, 1] = cov[:, 1, 0] = cov_xy
+    cov[:, 0, 2] = cov[:, 2, 0] = cov_xz
+    cov[:, 1, 2] = cov[:, 2, 1] = cov_yz
+    evals, frame = _principal_frames(cov)
+    start = np.array([[e[2].start, e[1].start, e[0].start] for e in (exts[k] for k in chunk)], np.float64)
+    out["x"][idx], out["y"][idx], out["z"][idx] = mx + start[:, 0], my + start[:, 1], mz + start[:, 2]
+    out["yaw"][idx], out["pitch"][idx], out["roll"][idx] = rotation_angles_deg_batch(frame)
+    out["major_axes"][idx] = frame[:, :, 0]
+    out["l1"][idx], out["l3"][idx] = evals[:, 0], evals[:, 2]
     out["n_filled"][idx] = cnt
     out["n_solid"][idx] = solid
     out["e_density"][idx] = mean

@@ -1,0 +1,409 @@
+"""Compiled (numba) kernels of feature extraction: marching-cubes isosurface areas without building meshes.
+
+Imported lazily by :mod:`nmc_assets.features.extract` (numba is a dependency of shap, already pinned).
+Each kernel walks the 2x2x2 cubes of a ``(z, y, x)`` mosaic once and returns the surface area (voxel
+units) per z index of the cube's corner (0, 0, 0); the caller sums those per tile.
+
+The triangulation of each of the 256 corner configurations is the one skimage's Lewiner marching cubes
+produces for that configuration (read off ``skimage.measure.marching_cubes`` run on binary 2x2x2 cubes,
+see :func:`triangle_table`), with vertices interpolated linearly along the cut edges exactly as
+marching cubes does; so the areas equal ``mesh_surface_area(marching_cubes(...))`` except in the rare
+ambiguous configurations, where Lewiner's value-dependent face/interior tests may pick another
+(equally valid) tiling -- a difference of a small fraction of one cube's area.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Corner k of a cube sits at offset (z, y, x) = CORNERS[k]; bit k of the configuration is set when
+#: that corner lies above the level.
+CORNERS = np.array([(z, y, x) for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=np.int64)
+#: The 12 cube edges as corner pairs.
+EDGES = np.array(
+    [(i, j) for i in range(8) for j in range(i + 1, 8) if np.abs(CORNERS[i] - CORNERS[j]).sum() == 1], dtype=np.int64
+)
+#: Vertex index 12 = the cube's interior vertex (mean of its edge vertices), used by some Lewiner tilings.
+CENTRE = 12
+MAX_TRIANGLES = 12
+
+
+def triangle_table() -> np.ndarray:
+    """``int8[256, MAX_TRIANGLES, 3]``: per configuration, triangles as vertex indices (edges 0-11,
+    ``CENTRE``), ``-1`` padded; taken from skimage's marching cubes on binary cubes (level 0.5)."""
+    from skimage.measure import marching_cubes
+
+    midpoint = {tuple((CORNERS[i] + CORNERS[j]) * 5): k for k, (i, j) in enumerate(EDGES)}
+    table = np.full((256, MAX_TRIANGLES, 3), -1, np.int8)
+    for config in range(1, 255):
+        cube = np.zeros((2, 2, 2), np.float32)
+        for bit, (z, y, x) in enumerate(CORNERS):
+            cube[z, y, x] = (config >> bit) & 1
+        verts, faces, _, _ = marching_cubes(cube, 0.5, allow_degenerate=True)
+        ids = []
+        for v in verts:
+            key = tuple(int(round(c * 10)) for c in v)
+            ids.append(midpoint.get(key, CENTRE if key == (5, 5, 5) else -2))
+        if min(ids) < -1 or len(faces) > MAX_TRIANGLES:
+            raise RuntimeError(f"unexpected marching-cubes tiling for configuration {config}")
+        table[config, : len(faces)] = np.asarray(ids, np.int8)[faces]
+    return table
+
+
+@njit(cache=True, nogil=True)
+def iso_area_per_z(field, above, level, mask, use_mask, table, corners, edges):
+    """Isosurface area (voxel units) of ``field`` at ``level`` per z of the cube's corner (0, 0, 0);
+    with ``use_mask`` only cubes whose corner (1, 1, 1) is in ``mask`` (skimage's ``mask=`` semantics:
+    its loop indexes each cube by the upper corner). ``above``: ``field > level`` as uint8."""
+    nz, ny, nx = field.shape
+    out = np.zeros(nz)
+    vals = np.empty(8)
+    pts = np.empty((13, 3))
+    for z in range(nz - 1):
+        acc = 0.0
+        for y in range(ny - 1):
+            for x in range(nx - 1):
+                if use_mask and not mask[z + 1, y + 1, x + 1]:
+                    continue
+                config = (
+                    above[z, y, x]
+                    | (above[z, y, x + 1] << 1)
+                    | (above[z, y + 1, x] << 2)
+                    | (above[z, y + 1, x + 1] << 3)
+                    | (above[z + 1, y, x] << 4)
+                    | (above[z + 1, y, x + 1] << 5)
+                    | (above[z + 1, y + 1, x] << 6)
+                    | (above[z + 1, y + 1, x + 1] << 7)
+                )
+                if config == 0 or config == 255:
+                    continue
+                for k in range(8):
+                    vals[k] = field[z + corners[k, 0], y + corners[k, 1], x + corners[k, 2]]
+                ncut = 0
+                cx = 0.0
+                cy = 0.0
+                cz = 0.0
+                for e in range(12):
+                    i = edges[e, 0]
+                    j = edges[e, 1]
+                    if ((config >> i) & 1) != ((config >> j) & 1):
+                        t = (level - vals[i]) / (vals[j] - vals[i])
+                        for d in range(3):
+                            pts[e, d] = corners[i, d] + t * (corners[j, d] - corners[i, d])
+                        cz += pts[e, 0]
+                        cy += pts[e, 1]
+                        cx += pts[e, 2]
+                        ncut += 1
+                pts[12, 0] = cz / ncut
+                pts[12, 1] = cy / ncut
+                pts[12, 2] = cx / ncut
+                for tri in range(table.shape[1]):
+                    a = table[config, tri, 0]
+                    if a < 0:
+                        break
+                    b = table[config, tri, 1]
+                    c = table[config, tri, 2]
+                    u0 = pts[b, 0] - pts[a, 0]
+                    u1 = pts[b, 1] - pts[a, 1]
+                    u2 = pts[b, 2] - pts[a, 2]
+                    w0 = pts[c, 0] - pts[a, 0]
+                    w1 = pts[c, 1] - pts[a, 1]
+                    w2 = pts[c, 2] - pts[a, 2]
+                    q0 = u1 * w2 - u2 * w1
+                    q1 = u2 * w0 - u0 * w2
+                    q2 = u0 * w1 - u1 * w0
+                    acc += 0.5 * np.sqrt(q0 * q0 + q1 * q1 + q2 * q2)
+        out[z] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def binary_area_per_z(mask, lut):
+    """Unsmoothed marching-cubes area (voxel units) of a binary (uint8 0/1) mosaic per z of the cube,
+    from the per-configuration area look-up table ``lut``."""
+    nz, ny, nx = mask.shape
+    out = np.zeros(nz)
+    for z in range(nz - 1):
+        acc = 0.0
+        for y in range(ny - 1):
+            for x in range(nx - 1):
+                config = (
+                    mask[z, y, x]
+                    | (mask[z, y, x + 1] << 1)
+                    | (mask[z, y + 1, x] << 2)
+                    | (mask[z, y + 1, x + 1] << 3)
+                    | (mask[z + 1, y, x] << 4)
+                    | (mask[z + 1, y, x + 1] << 5)
+                    | (mask[z + 1, y + 1, x] << 6)
+                    | (mask[z + 1, y + 1, x + 1] << 7)
+                )
+                if config != 0 and config != 255:
+                    acc += lut[config]
+        out[z] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def erode_cube(mask, radius):
+    """Binary erosion (uint8 0/1) by a cube of side ``2 * radius + 1``, outside the array = 0 (as
+    ``ndimage.minimum_filter(mask, 2 * radius + 1, mode="constant", cval=0)``); three run-length passes."""
+    nz, ny, nx = mask.shape
+    w = 2 * radius + 1
+    a = np.zeros_like(mask)
+    for z in range(nz):
+        for y in range(ny):
+            run = 0
+            for x in range(nx):
+                run = run + 1 if mask[z, y, x] else 0
+                if run >= w:
+                    a[z, y, x - radius] = 1
+    b = np.zeros_like(mask)
+    cnt = np.zeros(nx, np.int64)
+    for z in range(nz):
+        cnt[:] = 0
+        for y in range(ny):
+            for x in range(nx):
+                cnt[x] = cnt[x] + 1 if a[z, y, x] else 0
+                if cnt[x] >= w:
+                    b[z, y - radius, x] = 1
+    c = np.zeros_like(mask)
+    cnt2 = np.zeros((ny, nx), np.int64)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                cnt2[y, x] = cnt2[y, x] + 1 if b[z, y, x] else 0
+                if cnt2[y, x] >= w:
+                    c[z - radius, y, x] = 1
+    return c
+
+
+@njit(cache=True, nogil=True)
+def contact_per_z(filled, other, gap):
+    """Per z: boundary voxels of ``filled`` (a 6-neighbour outside it or outside the array) and those of
+    them with an ``other`` voxel within ``gap`` voxels (chessboard), as float64 counts."""
+    nz, ny, nx = filled.shape
+    n_boundary = np.zeros(nz)
+    n_contact = np.zeros(nz)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if not filled[z, y, x]:
+                    continue
+                if not (
+                    z == 0 or y == 0 or x == 0 or z == nz - 1 or y == ny - 1 or x == nx - 1
+                    or not filled[z - 1, y, x] or not filled[z + 1, y, x]
+                    or not filled[z, y - 1, x] or not filled[z, y + 1, x]
+                    or not filled[z, y, x - 1] or not filled[z, y, x + 1]
+                ):
+                    continue
+                n_boundary[z] += 1
+                found = False
+                for zz in range(max(0, z - gap), min(nz, z + gap + 1)):
+                    for yy in range(max(0, y - gap), min(ny, y + gap + 1)):
+                        for xx in range(max(0, x - gap), min(nx, x + gap + 1)):
+                            if other[zz, yy, xx]:
+                                found = True
+                                break
+                        if found:
+                            break
+                    if found:
+                        break
+                if found:
+                    n_contact[z] += 1
+    return n_boundary, n_contact
+
+
+@njit(cache=True, nogil=True)
+def rough_void_mask(interior, smoothed, raw, thr):
+    """(mask, n_void): void = ``interior & (smoothed < thr)``; mask = unsmoothed void voxels next to it,
+    ``interior & (raw < thr) & dilate(void, 3x3x3 cube)`` (uint8), n_void = voxels in void."""
+    nz, ny, nx = interior.shape
+    out = np.zeros_like(interior)
+    n_void = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if not interior[z, y, x]:
+                    continue
+                if smoothed[z, y, x] < thr:
+                    n_void += 1
+                if not raw[z, y, x] < thr:
+                    continue
+                found = False
+                for zz in range(max(0, z - 1), min(nz, z + 2)):
+                    for yy in range(max(0, y - 1), min(ny, y + 2)):
+                        for xx in range(max(0, x - 1), min(nx, x + 2)):
+                            if interior[zz, yy, xx] and smoothed[zz, yy, xx] < thr:
+                                found = True
+                                break
+                        if found:
+                            break
+                    if found:
+                        break
+                if found:
+                    out[z, y, x] = 1
+    return out, n_void
+
+
+@njit(cache=True, nogil=True)
+def smooth3(volume, weights):
+    """Separable convolution (float32 in and out, float64 sums) of a (z, y, x) volume with the odd 1-D
+    kernel ``weights`` along each axis; the array edge is extended by reflection (scipy's "reflect")."""
+    nz, ny, nx = volume.shape
+    r = weights.shape[0] // 2
+    a = np.empty_like(volume)
+    line = np.empty(max(nz, ny, nx) + 2 * r)
+    for z in range(nz):
+        for y in range(ny):
+            for i in range(nx + 2 * r):
+                j = i - r
+                while j < 0 or j >= nx:
+                    j = -j - 1 if j < 0 else 2 * nx - j - 1
+                line[i] = volume[z, y, j]
+            for x in range(nx):
+                acc = 0.0
+                for t in range(2 * r + 1):
+                    acc += weights[t] * line[x + t]
+                a[z, y, x] = acc
+    b = np.empty_like(volume)
+    rows = np.empty(ny + 2 * r, np.int64)
+    for i in range(ny + 2 * r):
+        j = i - r
+        while j < 0 or j >= ny:
+            j = -j - 1 if j < 0 else 2 * ny - j - 1
+        rows[i] = j
+    acc_row = np.empty(nx)
+    for z in range(nz):
+        for y in range(ny):
+            acc_row[:] = 0.0
+            for t in range(2 * r + 1):
+                w = weights[t]
+                src = rows[y + t]
+                for x in range(nx):
+                    acc_row[x] += w * a[z, src, x]
+            for x in range(nx):
+                b[z, y, x] = acc_row[x]
+    c = np.empty_like(volume)
+    planes = np.empty(nz + 2 * r, np.int64)
+    for i in range(nz + 2 * r):
+        j = i - r
+        while j < 0 or j >= nz:
+            j = -j - 1 if j < 0 else 2 * nz - j - 1
+        planes[i] = j
+    acc_plane = np.empty((ny, nx))
+    for z in range(nz):
+        acc_plane[:, :] = 0.0
+        for t in range(2 * r + 1):
+            w = weights[t]
+            src = planes[z + t]
+            for y in range(ny):
+                for x in range(nx):
+                    acc_plane[y, x] += w * b[src, y, x]
+        for y in range(ny):
+            for x in range(nx):
+                c[z, y, x] = acc_plane[y, x]
+    return c
+
+
+@njit(cache=True, nogil=True)
+def split_by_label(labels, values):
+    """(values where labels > 0, values where labels == 0) of two 1-D arrays, as float32 arrays."""
+    n_in = 0
+    for i in range(labels.shape[0]):
+        if labels[i] > 0:
+            n_in += 1
+    inside = np.empty(n_in, np.float32)
+    outside = np.empty(labels.shape[0] - n_in, np.float32)
+    a = 0
+    b = 0
+    for i in range(labels.shape[0]):
+        if labels[i] > 0:
+            inside[a] = values[i]
+            a += 1
+        else:
+            outside[b] = values[i]
+            b += 1
+    return inside, outside
+
+
+@njit(cache=True, nogil=True)
+def gap_around(values, threshold):
+    """(largest value <= threshold, smallest value > threshold, both found) of a 1-D array."""
+    lo = -np.inf
+    hi = np.inf
+    has_lo = False
+    has_hi = False
+    for v in values:
+        if v <= threshold:
+            if v > lo or not has_lo:
+                lo = v
+            has_lo = True
+        else:
+            if v < hi or not has_hi:
+                hi = v
+            has_hi = True
+    return lo, hi, has_lo and has_hi
+
+
+@njit(cache=True, nogil=True)
+def moment_sums_per_z(filled, img, test, thr, origin):
+    """Per z, sums over the voxels of ``filled`` (uint8): count, x, x^2, y, y^2, x*y (x, y = index -
+    ``origin``), intensity ``img`` and solid voxels (``test >= thr``); float64 array (nz, 8)."""
+    nz, ny, nx = filled.shape
+    out = np.zeros((nz, 8))
+    for z in range(nz):
+        c = 0.0
+        sx = 0.0
+        sxx = 0.0
+        sy = 0.0
+        syy = 0.0
+        sxy = 0.0
+        si = 0.0
+        ns = 0.0
+        for y in range(ny):
+            yv = y - origin
+            rc = 0.0
+            rx = 0.0
+            rxx = 0.0
+            for x in range(nx):
+                if filled[z, y, x]:
+                    xv = x - origin
+                    rc += 1.0
+                    rx += xv
+                    rxx += xv * xv
+                    si += img[z, y, x]
+                    if test[z, y, x] >= thr:
+                        ns += 1.0
+            c += rc
+            sx += rx
+            sxx += rxx
+            sy += yv * rc
+            syy += yv * yv * rc
+            sxy += yv * rx
+        out[z, 0] = c
+        out[z, 1] = sx
+        out[z, 2] = sxx
+        out[z, 3] = sy
+        out[z, 4] = syy
+        out[z, 5] = sxy
+        out[z, 6] = si
+        out[z, 7] = ns
+    return out
+
+
+@njit(cache=True, nogil=True)
+def squared_deviation_per_z(filled, img, mean_of_z):
+    """Per z, the sum over the voxels of ``filled`` of ``(img - mean_of_z[z])^2`` (float64)."""
+    nz, ny, nx = filled.shape
+    out = np.zeros(nz)
+    for z in range(nz):
+        m = mean_of_z[z]
+        acc = 0.0
+        for y in range(ny):
+            for x in range(nx):
+                if filled[z, y, x]:
+                    d = img[z, y, x] - m
+                    acc += d * d
+        out[z] = acc
+    return out
