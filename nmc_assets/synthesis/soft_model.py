@@ -426,14 +426,6 @@ def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rn
     return img
 
 
-def hard_section_image_from_soft_path(params: GrainModelParams, plane: SectionPlane, rng: np.random.Generator) -> np.ndarray:
-    """Critic input of a hard section (for checks): boundary map + mask, cropped to the plane canvas."""
-    from nmc_assets.synthesis.sections import label_boundary_map
-
-    sec = hard_section(params, plane, rng)
-    return np.stack([label_boundary_map(sec.labels), sec.mask.astype(np.float32)])
-
-
 def sample_particle_grains(rng: np.random.Generator, params: GrainModelParams, radius_um: float):
     """Grains of one particle fitting in a ball of ``radius_um`` as a :class:`nmc_assets.particles.grains.Grains`
     (numpy; render with ``particles.grains.render_grain_labels``), drawn through this module's sampler."""
