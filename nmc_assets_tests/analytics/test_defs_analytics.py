@@ -9,7 +9,7 @@ from nmc_assets.defs.analytics import DamageModelAssetConfig, damage_drivers, da
 from nmc_assets.defs.resources import DataRootResource
 from nmc_assets.paths import DataLayout
 
-FAST_RUN_CONFIG = {"ops": {"damage_model": {"config": {"n_trees": 15, "n_seeds": 2, "n_subsamples": 1}}}}
+FAST_RUN_CONFIG = {"ops": {"damage_model": {"config": {"n_trees": 15, "n_seeds": 2, "n_subsamples": 1, "criterion": "squared_error"}}}}
 
 
 def _write(layout: DataLayout, table: pd.DataFrame) -> None:
