@@ -407,3 +407,169 @@ def squared_deviation_per_z(filled, img, mean_of_z):
                     acc += d * d
         out[z] = acc
     return out
+
+
+@njit(cache=True, nogil=True)
+def enclosed_background(filled):
+    """uint8 mask of the background voxels (``filled == 0``) not 6-connected to the array border: the
+    holes that ``ndimage.binary_fill_holes`` fills. Only voxels lying between filled voxels along all
+    three axis lines can be enclosed; their components are flooded and kept when no voxel of theirs
+    touches other background."""
+    nz, ny, nx = filled.shape
+    cand = np.zeros_like(filled)
+    for z in range(nz):
+        for y in range(ny):
+            first = -1
+            last = -1
+            for x in range(nx):
+                if filled[z, y, x]:
+                    if first < 0:
+                        first = x
+                    last = x
+            for x in range(first + 1, last):
+                if not filled[z, y, x]:
+                    cand[z, y, x] = 1
+    first_y = np.empty(nx, np.int64)
+    last_y = np.empty(nx, np.int64)
+    for z in range(nz):
+        first_y[:] = -1
+        last_y[:] = -1
+        for y in range(ny):
+            for x in range(nx):
+                if filled[z, y, x]:
+                    if first_y[x] < 0:
+                        first_y[x] = y
+                    last_y[x] = y
+        for y in range(ny):
+            for x in range(nx):
+                if cand[z, y, x] and not (first_y[x] < y < last_y[x]):
+                    cand[z, y, x] = 0
+    first_z = np.full((ny, nx), -1, np.int64)
+    last_z = np.full((ny, nx), -1, np.int64)
+    n_cand = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if filled[z, y, x]:
+                    if first_z[y, x] < 0:
+                        first_z[y, x] = z
+                    last_z[y, x] = z
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if cand[z, y, x]:
+                    if first_z[y, x] < z < last_z[y, x]:
+                        n_cand += 1
+                    else:
+                        cand[z, y, x] = 0
+    # flood the candidate components (cand: 1 = unvisited, 2 = visited, 3 = enclosed)
+    queue = np.empty((n_cand, 3), np.int64)
+    for z0 in range(nz):
+        for y0 in range(ny):
+            for x0 in range(nx):
+                if cand[z0, y0, x0] != 1:
+                    continue
+                head = 0
+                tail = 1
+                queue[0, 0] = z0
+                queue[0, 1] = y0
+                queue[0, 2] = x0
+                cand[z0, y0, x0] = 2
+                leaks = False
+                while head < tail:
+                    z = queue[head, 0]
+                    y = queue[head, 1]
+                    x = queue[head, 2]
+                    head += 1
+                    for d in range(6):
+                        zz = z + (d == 0) - (d == 1)
+                        yy = y + (d == 2) - (d == 3)
+                        xx = x + (d == 4) - (d == 5)
+                        if filled[zz, yy, xx]:
+                            continue
+                        state = cand[zz, yy, xx]
+                        if state == 0:
+                            leaks = True
+                        elif state == 1:
+                            cand[zz, yy, xx] = 2
+                            queue[tail, 0] = zz
+                            queue[tail, 1] = yy
+                            queue[tail, 2] = xx
+                            tail += 1
+                if not leaks:
+                    for i in range(tail):
+                        cand[queue[i, 0], queue[i, 1], queue[i, 2]] = 3
+                # reuse the queue from the start for the next component
+    out = np.zeros_like(filled)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if cand[z, y, x] == 3:
+                    out[z, y, x] = 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def build_mosaic(labels, intensity, starts, sizes, pids, z_starts, pad, own, other, img):
+    """Fill the mosaic arrays: tile t holds the crop ``starts[t] : starts[t] + sizes[t]`` (z, y, x) of the
+    volume at z offset ``z_starts[t] + pad`` and (y, x) offset ``pad``; ``own`` = label ``pids[t]``,
+    ``other`` = any other label (uint8), ``img`` = intensity including a ``pad``-voxel rim, read with
+    edge replication where the volume ends."""
+    vz, vy, vx = labels.shape
+    for t in range(pids.shape[0]):
+        pid = pids[t]
+        s0 = starts[t, 0]
+        s1 = starts[t, 1]
+        s2 = starts[t, 2]
+        d0 = sizes[t, 0]
+        d1 = sizes[t, 1]
+        d2 = sizes[t, 2]
+        z0 = z_starts[t]
+        for z in range(d0):
+            for y in range(d1):
+                for x in range(d2):
+                    lab = labels[s0 + z, s1 + y, s2 + x]
+                    if lab == pid:
+                        own[z0 + pad + z, pad + y, pad + x] = 1
+                    elif lab != 0:
+                        other[z0 + pad + z, pad + y, pad + x] = 1
+        for z in range(-pad, d0 + pad):
+            zz = min(max(s0 + z, 0), vz - 1)
+            for y in range(-pad, d1 + pad):
+                yy = min(max(s1 + y, 0), vy - 1)
+                for x in range(-pad, d2 + pad):
+                    xx = min(max(s2 + x, 0), vx - 1)
+                    img[z0 + pad + z, pad + y, pad + x] = intensity[zz, yy, xx]
+
+
+@njit(cache=True, nogil=True)
+def label_boxes(labels, max_label):
+    """Bounding boxes of labels 1..max_label in one pass: (lo, hi) int64 arrays (max_label + 1, 3),
+    hi exclusive; lo = -1 for absent labels (as ``ndimage.find_objects``, one row per label value)."""
+    nz, ny, nx = labels.shape
+    lo = np.full((max_label + 1, 3), -1, np.int64)
+    hi = np.zeros((max_label + 1, 3), np.int64)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = labels[z, y, x]
+                if v <= 0:
+                    continue
+                if lo[v, 0] < 0:
+                    lo[v, 0] = z
+                    lo[v, 1] = y
+                    lo[v, 2] = x
+                    hi[v, 0] = z + 1
+                    hi[v, 1] = y + 1
+                    hi[v, 2] = x + 1
+                    continue
+                if y < lo[v, 1]:
+                    lo[v, 1] = y
+                if x < lo[v, 2]:
+                    lo[v, 2] = x
+                hi[v, 0] = z + 1
+                if y >= hi[v, 1]:
+                    hi[v, 1] = y + 1
+                if x >= hi[v, 2]:
+                    hi[v, 2] = x + 1
+    return lo, hi

@@ -237,6 +237,15 @@ def _kernels():
     return _KERNELS
 
 
+def _gaussian(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """``ndimage.gaussian_filter(volume, sigma, truncate=3.0)`` for float32 volumes (compiled separable
+    pass, float64 sums, same kernel and "reflect" edges)."""
+    from scipy.ndimage._filters import _gaussian_kernel1d
+
+    weights = _gaussian_kernel1d(sigma, 0, int(3.0 * sigma + 0.5))[::-1].astype(np.float64)
+    return _kernels()[0].smooth3(np.ascontiguousarray(volume, dtype=np.float32), weights)
+
+
 def _mc_tile_areas(field, level, tile_of_z, n_tiles, mask=None) -> np.ndarray:
     """Marching-cubes isosurface area (voxel units) per tile of a mosaic (tiles stacked along z).
 
@@ -259,10 +268,11 @@ def _voxel_area_per_z(mask: np.ndarray) -> np.ndarray:
     return k.binary_area_per_z(np.ascontiguousarray(mask).view(np.uint8), lut)
 
 
-def _measure_particles(labels, intensity, ids, box_of, thr, settings) -> dict[str, np.ndarray]:
+def _measure_particles(labels, intensity, ids, box_lo, box_hi, thr, settings) -> dict[str, np.ndarray]:
     """Per-particle measurements, vectorised: crops are packed into mosaics (tiles stacked along z,
     separated by zeros) and every filter, marching-cubes run and sum is done once per mosaic; per-tile
-    results come from ``bincount`` over the tile index of each z slice."""
+    results come from ``bincount`` over the tile index of each z slice. ``box_lo``/``box_hi``: (n, 3)
+    bounding boxes (z, y, x; hi exclusive) of the particles ``ids``."""
     n = ids.size
     shape = labels.shape
     margin = max(settings.closing_radius_vox + 1, settings.contact_gap_vox, 1)
@@ -270,13 +280,10 @@ def _measure_particles(labels, intensity, ids, box_of, thr, settings) -> dict[st
              "s_in_raw", "s_in", "n_filled", "n_solid", "l1", "l3", "contact")
     out = {name: np.zeros(n) for name in names}
     out["major_axes"] = np.zeros((n, 3))
-    out["touches"] = np.zeros(n, bool)
-    exts = []
-    for k, pid in enumerate(ids.tolist()):
-        box = box_of[pid]
-        out["touches"][k] = any(s.start == 0 or s.stop == dim for s, dim in zip(box, shape))
-        exts.append(tuple(slice(max(0, s.start - margin), min(dim, s.stop + margin)) for s, dim in zip(box, shape)))
-    sizes = np.array([[s.stop - s.start for s in e] for e in exts])
+    shape_arr = np.array(shape, np.int64)
+    out["touches"] = (box_lo == 0).any(axis=1) | (box_hi == shape_arr).any(axis=1)
+    exts = np.maximum(box_lo - margin, 0)  # (n, 3) crop starts (z, y, x)
+    sizes = np.minimum(box_hi + margin, shape_arr) - exts
     order = np.lexsort((sizes[:, 2], sizes[:, 1]))  # similar (y, x) extents share a mosaic
     p = TILE_PAD
     chunk: list[int] = []
@@ -314,45 +321,28 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     xmax = int(sizes[chunk, 2].max()) + 2 * p
     z_start = np.concatenate([[0], np.cumsum(cz + 2 * p)])
     nz = int(z_start[-1])
-    own = np.zeros((nz, ymax, xmax), bool)
-    other = np.zeros((nz, ymax, xmax), bool)
-    img = np.zeros((nz, ymax, xmax), np.float32)
-    vol_shape = labels.shape
     tile_of_z = np.repeat(np.arange(t_n), cz + 2 * p)
-    for t, k in enumerate(chunk):
-        lab = labels[exts[k]]
-        dz, dy, dx = sizes[k]
-        z0 = int(z_start[t])
-        inner = (slice(z0 + p, z0 + p + dz), slice(p, p + dy), slice(p, p + dx))
-        pid = ids[k]
-        own[inner] = lab == pid
-        other[inner] = (lab != 0) & (lab != pid)
-        # intensity with a p-voxel rim read from the volume (edge-replicated where the volume ends)
-        wide = tuple(slice(max(0, e.start - p), min(d, e.stop + p)) for e, d in zip(exts[k], vol_shape))
-        block = intensity[wide]
-        short = [(e.start - w.start, w.stop - e.stop) for e, w in zip(exts[k], wide)]
-        if any(a != p or b != p for a, b in short):
-            block = np.pad(block, [(p - a, p - b) for a, b in short], mode="edge")
-        img[z0 : z0 + dz + 2 * p, : dy + 2 * p, : dx + 2 * p] = block
+    k = _kernels()[0]
+    own = np.zeros((nz, ymax, xmax), np.uint8)
+    other = np.zeros((nz, ymax, xmax), np.uint8)
+    img = np.zeros((nz, ymax, xmax), np.float32)
+    starts = np.ascontiguousarray(exts[chunk], dtype=np.int64)
+    pids = ids[chunk].astype(labels.dtype)
+    k.build_mosaic(labels, intensity, starts, np.ascontiguousarray(sizes[chunk]), pids,
+                   np.ascontiguousarray(z_start[:-1], dtype=np.int64), p, own, other, img)
+    own = own.view(bool)
+    other = other.view(bool)
 
-    # filled particle: optional closing, then enclosed background (not connected to the mosaic's
+    # filled particle: optional closing, then enclosed background (not 6-connected to the mosaic's
     # outside through the zero separators) joins the particle; other labels are never taken
     filled = own
     if settings.closing_radius_vox > 0:
         size = 2 * settings.closing_radius_vox + 1
         filled = ndimage.minimum_filter(ndimage.maximum_filter(own.view(np.uint8), size), size).astype(bool)
-    background, n_bg = ndimage.label(~filled)
-    if n_bg > 1:
-        outside = np.zeros(n_bg + 1, bool)
-        for face in (background[0], background[-1], background[:, 0], background[:, -1], background[:, :, 0], background[:, :, -1]):
-            outside[face.ravel()] = True
-        outside[0] = True
-        filled = filled | ~outside[background]
+    filled = filled | k.enclosed_background(np.ascontiguousarray(filled).view(np.uint8)).view(bool)
     filled &= ~other
-    del background
 
     # moments, intensity sums and solid counts per z slice (one compiled pass), summed per tile
-    k = _kernels()[0]
     filled_u8 = np.ascontiguousarray(filled).view(np.uint8)
     test = ndimage.gaussian_filter(img, settings.damage_smoothing_vox, truncate=3.0) if settings.damage_smoothing_vox > 0 else img
     sums = k.moment_sums_per_z(filled_u8, img, test, np.float32(thr), p)
@@ -378,7 +368,7 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     ff = filled.astype(np.float32)
 
     # outer surface: isosurface (0.5) of the Gaussian-smoothed filled mask; unsmoothed one for roughness
-    smooth = ndimage.gaussian_filter(ff, OUTER_SMOOTHING_VOX, truncate=3.0)
+    smooth = _gaussian(ff, OUTER_SMOOTHING_VOX)
     s_out = _mc_tile_areas(smooth, 0.5, tile_of_z, t_n)
     del smooth
     s_out_raw = tiles(_voxel_area_per_z(filled))
@@ -387,7 +377,7 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     # inner surface: isosurface of the smoothed intensity at the threshold inside the eroded particle
     # (cube erosion); the unsmoothed void voxels next to that surface give the roughness ratio
     interior = k.erode_cube(filled_u8, INNER_MARGIN_VOX)
-    g = ndimage.gaussian_filter(img, INNER_SMOOTHING_VOX, truncate=3.0)
+    g = _gaussian(img, INNER_SMOOTHING_VOX)
     thr32 = np.float32(thr)
     rough_void, n_void = k.rough_void_mask(interior, g, img, thr32)
     if n_void:
@@ -410,7 +400,7 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     cov[:, 0, 2] = cov[:, 2, 0] = cov_xz
     cov[:, 1, 2] = cov[:, 2, 1] = cov_yz
     evals, frame = _principal_frames(cov)
-    start = np.array([[e[2].start, e[1].start, e[0].start] for e in (exts[k] for k in chunk)], np.float64)
+    start = starts[:, ::-1].astype(np.float64)  # (x, y, z)
     out["x"][idx], out["y"][idx], out["z"][idx] = mx + start[:, 0], my + start[:, 1], mz + start[:, 2]
     out["yaw"][idx], out["pitch"][idx], out["roll"][idx] = rotation_angles_deg_batch(frame)
     out["major_axes"][idx] = frame[:, :, 0]
@@ -455,23 +445,25 @@ def compute_particle_features(
     max_label = int(labels.max()) if labels.size else 0
     if max_label <= 0:
         return empty_features_frame()
+    k = _kernels()[0]
     if max_label <= 16 * labels.size ** 0.5 + 4096:
         # one pass: bounding boxes; label values index them directly
-        boxes = ndimage.find_objects(labels)
-        ids = np.array([i + 1 for i, b in enumerate(boxes) if b is not None], dtype=np.int64)
-        box_of = {int(i): boxes[int(i) - 1] for i in ids}
+        lo, hi = k.label_boxes(labels, max_label)
+        ids = np.flatnonzero(lo[:, 0] >= 0).astype(np.int64)
+        box_lo, box_hi = lo[ids], hi[ids]
     else:
         # sparse label values: relabel densely first
         ids = np.unique(labels)
         ids = ids[ids > 0].astype(np.int64)
         dense = (np.searchsorted(ids, labels) + 1).astype(np.int32)
         dense[labels == 0] = 0
-        box_of = dict(zip(ids.tolist(), ndimage.find_objects(dense)))
+        lo, hi = k.label_boxes(dense, ids.size)
+        box_lo, box_hi = lo[1:], hi[1:]
     if solid_threshold is None:
         solid_threshold = estimate_solid_threshold(labels, intensity)
     thr = float(solid_threshold)
 
-    out = _measure_particles(labels, intensity, ids, box_of, thr, settings)
+    out = _measure_particles(labels, intensity, ids, box_lo, box_hi, thr, settings)
     n = ids.size
     major_axes = out.pop("major_axes")
     touches = out.pop("touches")
