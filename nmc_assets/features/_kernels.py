@@ -253,19 +253,34 @@ def smooth3(volume, weights):
     nz, ny, nx = volume.shape
     r = weights.shape[0] // 2
     a = np.empty_like(volume)
-    line = np.empty(max(nz, ny, nx) + 2 * r)
+    cols = np.empty(nx + 2 * r, np.int64)
+    for i in range(nx + 2 * r):
+        j = i - r
+        while j < 0 or j >= nx:
+            j = -j - 1 if j < 0 else 2 * nx - j - 1
+        cols[i] = j
+    acc_x = np.empty(nx)
+    lo = min(r, nx)
+    hi = max(nx - r, lo)
     for z in range(nz):
         for y in range(ny):
-            for i in range(nx + 2 * r):
-                j = i - r
-                while j < 0 or j >= nx:
-                    j = -j - 1 if j < 0 else 2 * nx - j - 1
-                line[i] = volume[z, y, j]
-            for x in range(nx):
+            acc_x[:] = 0.0
+            for t in range(2 * r + 1):
+                w = weights[t]
+                for x in range(lo, hi):
+                    acc_x[x] += w * volume[z, y, x - r + t]
+            for x in range(0, lo):
                 acc = 0.0
                 for t in range(2 * r + 1):
-                    acc += weights[t] * line[x + t]
-                a[z, y, x] = acc
+                    acc += weights[t] * volume[z, y, cols[x + t]]
+                acc_x[x] = acc
+            for x in range(hi, nx):
+                acc = 0.0
+                for t in range(2 * r + 1):
+                    acc += weights[t] * volume[z, y, cols[x + t]]
+                acc_x[x] = acc
+            for x in range(nx):
+                a[z, y, x] = acc_x[x]
     b = np.empty_like(volume)
     rows = np.empty(ny + 2 * r, np.int64)
     for i in range(ny + 2 * r):
