@@ -77,16 +77,24 @@ def _scores_markdown(conditions: dict) -> str:
     if not conditions:
         return "no condition fitted"
     lines = [
-        "| condition | particles | repeats | R² OOF | MAE OOF | R² held-out 5 % | time s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| condition | particles | repeats | R² OOF | MAE OOF | R² held-out 5 % | time s | ranking |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, c in conditions.items():
         lines.append(
             f"| {label} | {c['n_particles']} | {c['n_repeats']} | {_fmt(c['r2_oof_mean'])} ± {_fmt(c['r2_oof_std'])} "
             f"| {_fmt(c['mae_oof_mean'], 4)} ± {_fmt(c['mae_oof_std'], 4)} "
-            f"| {_fmt(c['r2_test_mean'])} ± {_fmt(c['r2_test_std'])} | {c['seconds']:.1f} |"
+            f"| {_fmt(c['r2_test_mean'])} ± {_fmt(c['r2_test_std'])} | {c['seconds']:.1f} | {ranking_note(c)} |"
         )
     return "\n".join(lines)
+
+
+def ranking_note(scores: dict) -> str:
+    """'informative' when the OOF R² is clearly above 0 (mean - 2 std > 0), else a warning."""
+    mean, std = scores.get("r2_oof_mean"), scores.get("r2_oof_std") or 0.0
+    if mean is None:
+        return "no score"
+    return "informative" if mean - 2 * std > 0 else "noise: the forest does not beat the mean damage"
 
 
 def _skipped_markdown(skipped: dict) -> str:

@@ -47,6 +47,7 @@ def test_materialize_writes_model_table_plots_and_metadata(tmp_path):
     model_md = result.asset_materializations_for_node("damage_model")[0].metadata
     assert "| 10 |" in model_md["scores"].value and "| all |" in model_md["scores"].value
     assert model_md["skipped"].value == "none"
+    assert "| informative |" in model_md["scores"].value
     drivers_md = result.asset_materializations_for_node("damage_drivers")[0].metadata
     assert drivers_md["bar_chart"].value.startswith("![damage drivers by condition](data:image/png;base64,")
     assert drivers_md["beeswarm_10"].value.startswith("![SHAP beeswarm 10](data:image/png;base64,")
@@ -108,3 +109,11 @@ def test_law_recovery_check_applies_only_to_virtual_scans(tmp_path):
     assert virtual.metadata["applicable"].value is True
     assert virtual.passed, virtual.description
     assert "| 10 |" in virtual.metadata["ranks"].value
+
+
+def test_ranking_note_flags_noise():
+    from nmc_assets.defs.analytics import ranking_note
+
+    assert ranking_note({"r2_oof_mean": 0.4, "r2_oof_std": 0.05}) == "informative"
+    assert ranking_note({"r2_oof_mean": 0.05, "r2_oof_std": 0.04}).startswith("noise")
+    assert ranking_note({"r2_oof_mean": None, "r2_oof_std": None}) == "no score"
