@@ -52,32 +52,35 @@ def triangle_table() -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def iso_area_per_z(field, above, level, mask, use_mask, table, corners, edges):
+def iso_area_per_z(field, level, mask, use_mask, table, corners, edges):
     """Isosurface area (voxel units) of ``field`` at ``level`` per z of the cube's corner (0, 0, 0);
     with ``use_mask`` only cubes whose corner (1, 1, 1) is in ``mask`` (skimage's ``mask=`` semantics:
-    its loop indexes each cube by the upper corner). ``above``: ``field > level`` as uint8."""
+    its loop indexes each cube by the upper corner)."""
     nz, ny, nx = field.shape
     out = np.zeros(nz)
     vals = np.empty(8)
     pts = np.empty((13, 3))
+    col = np.empty(nx, np.int64)
+    spread = np.array([0, 1, 4, 5, 16, 17, 20, 21, 64, 65, 68, 69, 80, 81, 84, 85], np.int64)
     for z in range(nz - 1):
         acc = 0.0
         for y in range(ny - 1):
+            # 4 corners of each (z, y) column: bit 2 dz + dy; a cube's configuration interleaves two columns
+            for x in range(nx):
+                col[x] = (
+                    (field[z, y, x] > level)
+                    + 2 * (field[z, y + 1, x] > level)
+                    + 4 * (field[z + 1, y, x] > level)
+                    + 8 * (field[z + 1, y + 1, x] > level)
+                )
             for x in range(nx - 1):
+                c0 = col[x]
+                c1 = col[x + 1]
+                if c0 == c1 and (c0 == 0 or c0 == 15):
+                    continue
                 if use_mask and not mask[z + 1, y + 1, x + 1]:
                     continue
-                config = (
-                    above[z, y, x]
-                    | (above[z, y, x + 1] << 1)
-                    | (above[z, y + 1, x] << 2)
-                    | (above[z, y + 1, x + 1] << 3)
-                    | (above[z + 1, y, x] << 4)
-                    | (above[z + 1, y, x + 1] << 5)
-                    | (above[z + 1, y + 1, x] << 6)
-                    | (above[z + 1, y + 1, x + 1] << 7)
-                )
-                if config == 0 or config == 255:
-                    continue
+                config = spread[c0] | (spread[c1] << 1)
                 for k in range(8):
                     vals[k] = field[z + corners[k, 0], y + corners[k, 1], x + corners[k, 2]]
                 ncut = 0
@@ -588,3 +591,166 @@ def label_boxes(labels, max_label):
                 if x >= hi[v, 2]:
                     hi[v, 2] = x + 1
     return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def order_statistics(values, k):
+    """(k-th, (k+1)-th) smallest values (0-based; the second clipped to the last) of a non-empty 1-D
+    array, exactly, in three linear passes: range, a histogram of 4096 bins (monotone in the value, so
+    the bin holding rank k is known), then a sort of the few values in the bins holding ranks k, k+1."""
+    n = values.shape[0]
+    k2 = min(k + 1, n - 1)
+    lo = values[0]
+    hi = values[0]
+    for v in values:
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    if not hi > lo:
+        return float(lo), float(lo)
+    n_bins = 4096
+    scale = (n_bins - 1) / (float(hi) - float(lo))
+    counts = np.zeros(n_bins, np.int64)
+    for v in values:
+        counts[int((float(v) - float(lo)) * scale)] += 1
+    below = 0
+    b1 = 0
+    while below + counts[b1] <= k:
+        below += counts[b1]
+        b1 += 1
+    b2 = b1
+    upto = below + counts[b1]
+    while upto <= k2:
+        b2 += 1
+        upto += counts[b2]
+    sel = np.empty(upto - below, values.dtype)
+    i = 0
+    for v in values:
+        b = int((float(v) - float(lo)) * scale)
+        if b1 <= b <= b2:
+            sel[i] = v
+            i += 1
+    sel.sort()
+    return float(sel[k - below]), float(sel[k2 - below])
+
+
+@njit(cache=True, nogil=True)
+def smooth3_rows(volume, weights, need):
+    """:func:`smooth3` computed only on the x rows (z, y) flagged in ``need`` (uint8 (nz, ny)) and not
+    provably zero; every other row of the result is 0. Rows whose inputs within the kernel reach are
+    all zero are skipped exactly (their result is 0), so a sparse mask costs little."""
+    nz, ny, nx = volume.shape
+    r = weights.shape[0] // 2
+    w_n = 2 * r + 1
+    # rows with a nonzero input; rows of each pass that can be nonzero
+    flag_in = np.zeros((nz, ny), np.uint8)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if volume[z, y, x] != 0:
+                    flag_in[z, y] = 1
+                    break
+    flag_b = np.zeros((nz, ny), np.uint8)  # after the y pass
+    for z in range(nz):
+        for y in range(ny):
+            for t in range(max(0, y - r), min(ny, y + r + 1)):
+                if flag_in[z, t]:
+                    flag_b[z, y] = 1
+                    break
+    do_c = np.zeros((nz, ny), np.uint8)
+    for z in range(nz):
+        for y in range(ny):
+            if need[z, y]:
+                for t in range(max(0, z - r), min(nz, z + r + 1)):
+                    if flag_b[t, y]:
+                        do_c[z, y] = 1
+                        break
+    do_b = np.zeros((nz, ny), np.uint8)
+    for z in range(nz):
+        for y in range(ny):
+            if do_c[z, y]:
+                for t in range(max(0, z - r), min(nz, z + r + 1)):
+                    if flag_b[t, y]:
+                        do_b[t, y] = 1
+    do_a = np.zeros((nz, ny), np.uint8)
+    for z in range(nz):
+        for y in range(ny):
+            if do_b[z, y]:
+                for t in range(max(0, y - r), min(ny, y + r + 1)):
+                    if flag_in[z, t]:
+                        do_a[z, t] = 1
+    cols = np.empty(nx + 2 * r, np.int64)
+    for i in range(nx + 2 * r):
+        j = i - r
+        while j < 0 or j >= nx:
+            j = -j - 1 if j < 0 else 2 * nx - j - 1
+        cols[i] = j
+    rows = np.empty(ny + 2 * r, np.int64)
+    for i in range(ny + 2 * r):
+        j = i - r
+        while j < 0 or j >= ny:
+            j = -j - 1 if j < 0 else 2 * ny - j - 1
+        rows[i] = j
+    planes = np.empty(nz + 2 * r, np.int64)
+    for i in range(nz + 2 * r):
+        j = i - r
+        while j < 0 or j >= nz:
+            j = -j - 1 if j < 0 else 2 * nz - j - 1
+        planes[i] = j
+    lo = min(r, nx)
+    hi = max(nx - r, lo)
+    a = np.zeros_like(volume)
+    acc = np.empty(nx)
+    for z in range(nz):
+        for y in range(ny):
+            if not do_a[z, y]:
+                continue
+            acc[:] = 0.0
+            for t in range(w_n):
+                w = weights[t]
+                for x in range(lo, hi):
+                    acc[x] += w * volume[z, y, x - r + t]
+            for x in range(0, lo):
+                s = 0.0
+                for t in range(w_n):
+                    s += weights[t] * volume[z, y, cols[x + t]]
+                acc[x] = s
+            for x in range(hi, nx):
+                s = 0.0
+                for t in range(w_n):
+                    s += weights[t] * volume[z, y, cols[x + t]]
+                acc[x] = s
+            for x in range(nx):
+                a[z, y, x] = acc[x]
+    b = np.zeros_like(volume)
+    for z in range(nz):
+        for y in range(ny):
+            if not do_b[z, y]:
+                continue
+            acc[:] = 0.0
+            for t in range(w_n):
+                src = rows[y + t]
+                if not do_a[z, src]:
+                    continue
+                w = weights[t]
+                for x in range(nx):
+                    acc[x] += w * a[z, src, x]
+            for x in range(nx):
+                b[z, y, x] = acc[x]
+    c = np.zeros_like(volume)
+    for z in range(nz):
+        for y in range(ny):
+            if not do_c[z, y]:
+                continue
+            acc[:] = 0.0
+            for t in range(w_n):
+                src = planes[z + t]
+                if not do_b[src, y]:
+                    continue
+                w = weights[t]
+                for x in range(nx):
+                    acc[x] += w * b[src, y, x]
+            for x in range(nx):
+                c[z, y, x] = acc[x]
+    return c

@@ -87,19 +87,18 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     else:
         otsu = float(inside[0])
     if outside.size >= 16:
-        void_level = float(_percentile_in_place(outside, BACKGROUND_VOID_PERCENTILE))
-        return min(otsu, 0.5 * (void_level + float(_percentile_in_place(inside, 50.0))))
+        void_level = float(_percentile(outside, BACKGROUND_VOID_PERCENTILE))
+        return min(otsu, 0.5 * (void_level + float(_percentile(inside, 50.0))))
     return otsu
 
 
-def _percentile_in_place(values: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (linear interpolation) by partitioning ``values`` in place (no copy)."""
+def _percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation between the two order statistics around rank
+    ``q / 100 * (n - 1)``), from exact order statistics in linear time (no sort, no copy)."""
     n = values.size
     pos = q / 100.0 * (n - 1)
     lo = int(math.floor(pos))
-    hi = min(lo + 1, n - 1)
-    values.partition([lo, hi] if hi != lo else [lo])
-    a, b = float(values[lo]), float(values[hi])
+    a, b = _kernels()[0].order_statistics(values, lo)
     return a + (b - a) * (pos - lo)
 
 
@@ -237,13 +236,16 @@ def _kernels():
     return _KERNELS
 
 
-def _gaussian(volume: np.ndarray, sigma: float) -> np.ndarray:
+def _gaussian(volume: np.ndarray, sigma: float, rows: np.ndarray | None = None) -> np.ndarray:
     """``ndimage.gaussian_filter(volume, sigma, truncate=3.0)`` for float32 volumes (compiled separable
-    pass, float64 sums, same kernel and "reflect" edges)."""
+    pass, float64 sums, same kernel and "reflect" edges). ``rows``: optional (nz, ny) bool flags of
+    the x rows wanted; the others are left 0 (rows provably 0 are skipped either way)."""
     from scipy.ndimage._filters import _gaussian_kernel1d
 
     weights = _gaussian_kernel1d(sigma, 0, int(3.0 * sigma + 0.5))[::-1].astype(np.float64)
-    return _kernels()[0].smooth3(np.ascontiguousarray(volume, dtype=np.float32), weights)
+    volume = np.ascontiguousarray(volume, dtype=np.float32)
+    need = np.ones(volume.shape[:2], np.uint8) if rows is None else np.ascontiguousarray(rows).view(np.uint8)
+    return _kernels()[0].smooth3_rows(volume, weights, need)
 
 
 def _mc_tile_areas(field, level, tile_of_z, n_tiles, mask=None) -> np.ndarray:
@@ -256,9 +258,7 @@ def _mc_tile_areas(field, level, tile_of_z, n_tiles, mask=None) -> np.ndarray:
     field = np.ascontiguousarray(field, dtype=np.float32)
     use_mask = mask is not None
     m = np.ascontiguousarray(mask).view(np.uint8) if use_mask else np.zeros((1, 1, 1), np.uint8)
-    level = np.float32(level)
-    above = (field > level).view(np.uint8)
-    per_z = k.iso_area_per_z(field, above, level, m, use_mask, table, k.CORNERS, k.EDGES)
+    per_z = k.iso_area_per_z(field, np.float32(level), m, use_mask, table, k.CORNERS, k.EDGES)
     return np.bincount(tile_of_z, weights=per_z, minlength=n_tiles)
 
 
@@ -377,7 +377,13 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     # inner surface: isosurface of the smoothed intensity at the threshold inside the eroded particle
     # (cube erosion); the unsmoothed void voxels next to that surface give the roughness ratio
     interior = k.erode_cube(filled_u8, INNER_MARGIN_VOX)
-    g = _gaussian(img, INNER_SMOOTHING_VOX)
+    # the smoothed intensity is read only at interior voxels and at the corners of cubes whose upper
+    # corner is interior: rows (z, y) with interior voxels in rows (z..z+1, y..y+1)
+    rows = interior.view(bool).any(axis=2)
+    near_rows = rows.copy()
+    near_rows[:-1] |= rows[1:]
+    near_rows[:, :-1] |= near_rows[:, 1:].copy()
+    g = _gaussian(img, INNER_SMOOTHING_VOX, rows=near_rows)
     thr32 = np.float32(thr)
     rough_void, n_void = k.rough_void_mask(interior, g, img, thr32)
     if n_void:
