@@ -62,9 +62,24 @@ def iso_area_per_z(field, level, mask, use_mask, table, corners, edges):
     pts = np.empty((13, 3))
     col = np.empty(nx, np.int64)
     spread = np.array([0, 1, 4, 5, 16, 17, 20, 21, 64, 65, 68, 69, 80, 81, 84, 85], np.int64)
+    # rows (z, y) with some / all values above the level: a row pair with none (or all) above is skipped
+    some = np.zeros((nz, ny), np.bool_)
+    every = np.zeros((nz, ny), np.bool_)
+    for z in range(nz):
+        for y in range(ny):
+            n_above = 0
+            for x in range(nx):
+                if field[z, y, x] > level:
+                    n_above += 1
+            some[z, y] = n_above > 0
+            every[z, y] = n_above == nx
     for z in range(nz - 1):
         acc = 0.0
         for y in range(ny - 1):
+            if not (some[z, y] or some[z, y + 1] or some[z + 1, y] or some[z + 1, y + 1]):
+                continue
+            if every[z, y] and every[z, y + 1] and every[z + 1, y] and every[z + 1, y + 1]:
+                continue
             # 4 corners of each (z, y) column: bit 2 dz + dy; a cube's configuration interleaves two columns
             for x in range(nx):
                 col[x] = (
@@ -637,7 +652,7 @@ def order_statistics(values, k):
 
 @njit(cache=True, nogil=True)
 def smooth3_rows(volume, weights, need):
-    """:func:`smooth3` computed only on the x rows (z, y) flagged in ``need`` (uint8 (nz, ny)) and not
+    """:func:`smooth3` (float32 result, any real input dtype) computed only on the x rows (z, y) flagged in ``need`` (uint8 (nz, ny)) and not
     provably zero; every other row of the result is 0. Rows whose inputs within the kernel reach are
     all zero are skipped exactly (their result is 0), so a sparse mask costs little."""
     nz, ny, nx = volume.shape
@@ -700,7 +715,7 @@ def smooth3_rows(volume, weights, need):
         planes[i] = j
     lo = min(r, nx)
     hi = max(nx - r, lo)
-    a = np.zeros_like(volume)
+    a = np.zeros((nz, ny, nx), np.float32)
     acc = np.empty(nx)
     for z in range(nz):
         for y in range(ny):
@@ -723,7 +738,7 @@ def smooth3_rows(volume, weights, need):
                 acc[x] = s
             for x in range(nx):
                 a[z, y, x] = acc[x]
-    b = np.zeros_like(volume)
+    b = np.zeros((nz, ny, nx), np.float32)
     for z in range(nz):
         for y in range(ny):
             if not do_b[z, y]:
@@ -738,10 +753,12 @@ def smooth3_rows(volume, weights, need):
                     acc[x] += w * a[z, src, x]
             for x in range(nx):
                 b[z, y, x] = acc[x]
-    c = np.zeros_like(volume)
+    c = a  # the x pass is no longer needed: its array takes the result
     for z in range(nz):
         for y in range(ny):
             if not do_c[z, y]:
+                if do_a[z, y]:
+                    c[z, y, :] = 0.0
                 continue
             acc[:] = 0.0
             for t in range(w_n):

@@ -237,13 +237,15 @@ def _kernels():
 
 
 def _gaussian(volume: np.ndarray, sigma: float, rows: np.ndarray | None = None) -> np.ndarray:
-    """``ndimage.gaussian_filter(volume, sigma, truncate=3.0)`` for float32 volumes (compiled separable
+    """``ndimage.gaussian_filter(volume.astype(np.float32), sigma, truncate=3.0)`` (compiled separable
     pass, float64 sums, same kernel and "reflect" edges). ``rows``: optional (nz, ny) bool flags of
     the x rows wanted; the others are left 0 (rows provably 0 are skipped either way)."""
     from scipy.ndimage._filters import _gaussian_kernel1d
 
     weights = _gaussian_kernel1d(sigma, 0, int(3.0 * sigma + 0.5))[::-1].astype(np.float64)
-    volume = np.ascontiguousarray(volume, dtype=np.float32)
+    if volume.dtype not in (np.float32, np.uint8):
+        volume = volume.astype(np.float32)
+    volume = np.ascontiguousarray(volume)
     need = np.ones(volume.shape[:2], np.uint8) if rows is None else np.ascontiguousarray(rows).view(np.uint8)
     return _kernels()[0].smooth3_rows(volume, weights, need)
 
@@ -365,10 +367,9 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     mean = tiles(s_img) / cnt
     var = tiles(k.squared_deviation_per_z(filled_u8, img, mean[tile_of_z])) / cnt
     solid = tiles(n_solid)
-    ff = filled.astype(np.float32)
 
     # outer surface: isosurface (0.5) of the Gaussian-smoothed filled mask; unsmoothed one for roughness
-    smooth = _gaussian(ff, OUTER_SMOOTHING_VOX)
+    smooth = _gaussian(filled_u8, OUTER_SMOOTHING_VOX)
     s_out = _mc_tile_areas(smooth, 0.5, tile_of_z, t_n)
     del smooth
     s_out_raw = tiles(_voxel_area_per_z(filled))
