@@ -180,17 +180,23 @@ def main() -> int:
     ap.add_argument("--scratch", default="/tmp/seg_bench")
     ap.add_argument("--model", default=str(shipped_model_dir(DEFAULT_MODEL_NAME)))
     ap.add_argument("--large", action="store_true", help="also run the 512x1024x1024 memory test (~5-10 min)")
+    ap.add_argument("--only-large", action="store_true", help="run only the memory test; reuse the accuracy results of the last run")
+    ap.add_argument("--keep-large", action="store_true", help="keep the memory-test result of the last run")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "segmentation.md"))
     a = ap.parse_args()
     scratch = Path(a.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     ids = simulate_test_scans(scratch)
-    scans = []
-    for sid in ids:
-        r = bench_scan(scratch, sid, Path(a.model))
-        print(json.dumps(r, default=float), flush=True)
-        scans.append(r)
-    large = bench_large(scratch, ids[0], Path(a.model)) if a.large else None
+    previous = json.loads((scratch / "results.json").read_text()) if (scratch / "results.json").exists() else {}
+    if a.only_large:
+        scans = previous["scans"]
+    else:
+        scans = []
+        for sid in ids:
+            r = bench_scan(scratch, sid, Path(a.model))
+            print(json.dumps(r, default=float), flush=True)
+            scans.append(r)
+    large = bench_large(scratch, ids[0], Path(a.model)) if (a.large or a.only_large) else previous.get("large") if a.keep_large else None
     if large:
         print(json.dumps(large), flush=True)
     (scratch / "results.json").write_text(json.dumps({"scans": scans, "large": large}, default=float, indent=1))
