@@ -443,9 +443,9 @@ def squared_deviation_per_z(filled, img, mean_of_z):
 
 
 @njit(cache=True, nogil=True)
-def enclosed_background(filled):
-    """uint8 mask of the background voxels (``filled == 0``) not 6-connected to the array border: the
-    holes that ``ndimage.binary_fill_holes`` fills. Only voxels lying between filled voxels along all
+def fill_holes_excluding(filled, other):
+    """In place: ``filled |= holes; filled &= ~other`` (uint8 0/1 arrays), holes = the background voxels
+    (``filled == 0``) not 6-connected to the array border, as ``ndimage.binary_fill_holes`` fills. Only voxels lying between filled voxels along all
     three axis lines can be enclosed; their components are flooded and kept when no voxel of theirs
     touches other background."""
     nz, ny, nx = filled.shape
@@ -533,13 +533,13 @@ def enclosed_background(filled):
                     for i in range(tail):
                         cand[queue[i, 0], queue[i, 1], queue[i, 2]] = 3
                 # reuse the queue from the start for the next component
-    out = np.zeros_like(filled)
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
-                if cand[z, y, x] == 3:
-                    out[z, y, x] = 1
-    return out
+                if other[z, y, x]:
+                    filled[z, y, x] = 0
+                elif cand[z, y, x] == 3:
+                    filled[z, y, x] = 1
 
 
 @njit(cache=True, nogil=True)

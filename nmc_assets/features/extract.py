@@ -341,11 +341,11 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
     if settings.closing_radius_vox > 0:
         size = 2 * settings.closing_radius_vox + 1
         filled = ndimage.minimum_filter(ndimage.maximum_filter(own.view(np.uint8), size), size).astype(bool)
-    filled = filled | k.enclosed_background(np.ascontiguousarray(filled).view(np.uint8)).view(bool)
-    filled &= ~other
+    filled_u8 = np.ascontiguousarray(filled).view(np.uint8)  # own (not needed again) or the closed mask
+    k.fill_holes_excluding(filled_u8, other.view(np.uint8))
+    filled = filled_u8.view(bool)
 
     # moments, intensity sums and solid counts per z slice (one compiled pass), summed per tile
-    filled_u8 = np.ascontiguousarray(filled).view(np.uint8)
     test = ndimage.gaussian_filter(img, settings.damage_smoothing_vox, truncate=3.0) if settings.damage_smoothing_vox > 0 else img
     sums = k.moment_sums_per_z(filled_u8, img, test, np.float32(thr), p)
     c, sx, sxx, sy, syy, sxy, s_img, n_solid = sums.T
