@@ -771,3 +771,20 @@ def smooth3_rows(volume, weights, need):
             for x in range(nx):
                 c[z, y, x] = acc[x]
     return c
+
+
+@njit(cache=True, nogil=True)
+def summed_area_table(volume, out):
+    """Fill ``out`` (shape of ``volume`` + 1 per axis, zero first planes) with the 3-D summed-area table
+    of ``volume != 0`` in one pass: out[z+1, y+1, x+1] = count of nonzero voxels in [0..z, 0..y, 0..x]."""
+    nz, ny, nx = volume.shape
+    plane = np.zeros(nx + 1, out.dtype)  # 2-D prefix of the current plane, previous row
+    for z in range(nz):
+        plane[:] = 0
+        for y in range(ny):
+            run = 0
+            for x in range(nx):
+                if volume[z, y, x] != 0:
+                    run += 1
+                plane[x + 1] += run
+                out[z + 1, y + 1, x + 1] = out[z, y + 1, x + 1] + plane[x + 1]

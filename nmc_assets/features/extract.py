@@ -491,7 +491,7 @@ def compute_particle_features(
         rough_inner = (s_in_raw + a0) / (s_in + a0)
 
     centroids = np.stack([out["x"], out["y"], out["z"]], axis=1) * v
-    p_density = local_packing_density(labels > 0, centroids / v, float(local_window_um) / v)
+    p_density = local_packing_density(labels, centroids / v, float(local_window_um) / v)
     nb = neighbour_statistics(centroids, elongation, volume, major_axes, settings.n_neighbours)
 
     df = pd.DataFrame(
@@ -529,14 +529,14 @@ def compute_particle_features(
 def local_packing_density(foreground: np.ndarray, centres_xyz_vox: np.ndarray, window_vox: float) -> np.ndarray:
     """Foreground fraction in a cube of side ``window_vox`` around each centre, clipped to the volume.
 
+    ``foreground``: (z, y, x) bool mask, or a label volume (nonzero = foreground).
+
     One summed-area table (int32/int64, one more voxel per axis than the volume) answers every cube in
     O(1): 8 look-ups per particle.
     """
     dtype = np.int32 if foreground.size < 2**31 else np.int64
     sat = np.zeros(tuple(s + 1 for s in foreground.shape), dtype=dtype)
-    np.cumsum(foreground, axis=0, dtype=dtype, out=sat[1:, 1:, 1:])
-    np.cumsum(sat[1:, 1:, 1:], axis=1, out=sat[1:, 1:, 1:])
-    np.cumsum(sat[1:, 1:, 1:], axis=2, out=sat[1:, 1:, 1:])
+    _kernels()[0].summed_area_table(np.asarray(foreground), sat)
     half = window_vox / 2.0
     zyx = centres_xyz_vox[:, ::-1]
     lo = np.clip(np.floor(zyx - half + 0.5).astype(np.int64), 0, np.array(foreground.shape))
