@@ -239,7 +239,7 @@ def main() -> None:
     lines = [
         "# Feature extraction and catalog benchmark",
         "",
-        f"Date 2026-11-21; machine: 2-core x86-64 CPU, 24 GiB, no GPU, shared with other jobs (load average "
+        f"Date 2026-11-21; machine: 2-core x86-64 CPU, 24 GiB, no GPU, shared/loaded (load average "
         f"{_load()}); Python {platform.python_version()}. Command: `.venv/bin/python benchmarks/bench_features.py`.",
         f"Synthetic scans: balls of radius 6.5-8.5 voxels (about 1,900 voxels each), 60 % with cavities, "
         f"{SPACING}-voxel jittered grid (many touch), voxel {VOXEL_UM} um. Times are CPU seconds of the "
