@@ -51,15 +51,48 @@ def triangle_table() -> np.ndarray:
     return table
 
 
+def ambiguous_table() -> np.ndarray:
+    """``uint8[256]``: 1 for the configurations whose Lewiner tiling depends on the corner values (an
+    ambiguous face -- two diagonal corners above, the other two below -- or only two body-diagonal
+    corners on one side: Lewiner's cases 3, 4, 6, 7, 10, 12, 13 and complements; 128 of 256)."""
+    table = np.zeros(256, np.uint8)
+    for config in range(256):
+        bit = {tuple(c): (config >> k) & 1 for k, c in enumerate(CORNERS.tolist())}
+        ambiguous = False
+        for axis in range(3):
+            rest = [a for a in range(3) if a != axis]
+            for side in (0, 1):
+                square = []
+                for u in (0, 1):
+                    for v in (0, 1):
+                        c = [0, 0, 0]
+                        c[axis], c[rest[0]], c[rest[1]] = side, u, v
+                        square.append(bit[tuple(c)])
+                a0, a1, a2, a3 = square  # (0,0), (0,1), (1,0), (1,1)
+                if a0 == a3 and a1 == a2 and a0 != a1:
+                    ambiguous = True
+        n = sum(bit.values())
+        if n in (2, 6):
+            pair = [c for c, b in bit.items() if b == (1 if n == 2 else 0)]
+            if all(abs(pair[0][i] - pair[1][i]) == 1 for i in range(3)):
+                ambiguous = True
+        table[config] = ambiguous
+    return table
+
+
 @njit(cache=True, nogil=True)
-def iso_area_per_z(field, level, mask, use_mask, table, corners, edges):
+def iso_area_per_z(field, level, mask, use_mask, table, corners, edges, ambiguous):
     """Isosurface area (voxel units) of ``field`` at ``level`` per z of the cube's corner (0, 0, 0);
     with ``use_mask`` only cubes whose corner (1, 1, 1) is in ``mask`` (skimage's ``mask=`` semantics:
-    its loop indexes each cube by the upper corner)."""
+    its loop indexes each cube by the upper corner). Cubes in an ``ambiguous`` configuration are not
+    summed but returned, as (n, 3) corner (0, 0, 0) indices, for skimage to tile (see
+    :func:`ambiguous_table`): returns (area per z, ambiguous cubes)."""
     nz, ny, nx = field.shape
     out = np.zeros(nz)
     vals = np.empty(8)
     pts = np.empty((13, 3))
+    amb = np.empty((1024, 3), np.int64)
+    n_amb = 0
     col = np.empty(nx, np.int64)
     spread = np.array([0, 1, 4, 5, 16, 17, 20, 21, 64, 65, 68, 69, 80, 81, 84, 85], np.int64)
     # rows (z, y) with some / all values above the level: a row pair with none (or all) above is skipped
@@ -96,6 +129,16 @@ def iso_area_per_z(field, level, mask, use_mask, table, corners, edges):
                 if use_mask and not mask[z + 1, y + 1, x + 1]:
                     continue
                 config = spread[c0] | (spread[c1] << 1)
+                if ambiguous[config]:
+                    if n_amb == amb.shape[0]:
+                        grown = np.empty((2 * n_amb, 3), np.int64)
+                        grown[:n_amb] = amb
+                        amb = grown
+                    amb[n_amb, 0] = z
+                    amb[n_amb, 1] = y
+                    amb[n_amb, 2] = x
+                    n_amb += 1
+                    continue
                 for k in range(8):
                     vals[k] = field[z + corners[k, 0], y + corners[k, 1], x + corners[k, 2]]
                 ncut = 0
@@ -133,7 +176,7 @@ def iso_area_per_z(field, level, mask, use_mask, table, corners, edges):
                     q2 = u0 * w1 - u1 * w0
                     acc += 0.5 * np.sqrt(q0 * q0 + q1 * q1 + q2 * q2)
         out[z] = acc
-    return out
+    return out, amb[:n_amb]
 
 
 @njit(cache=True, nogil=True)

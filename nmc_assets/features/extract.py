@@ -15,6 +15,10 @@ and voids, 0 = background); hole filling per tile (and an optional closing) also
 solid phase only work when its voids are enclosed. Solid voxels inside a filled particle are those
 whose intensity is at least the per-scan solid threshold (:func:`estimate_solid_threshold`).
 
+The per-voxel work runs in compiled kernels (:mod:`nmc_assets.features._kernels`, numba; compiled on
+first use and cached): marching-cubes areas are summed cube by cube with skimage's own tilings, without
+building meshes; hole filling, moments, contact, erosion and Gaussian smoothing are single passes.
+
 Fixed defects of the original code: surfaces are areas of marching-cubes isosurfaces (not counts of
 boundary voxels), roughness compares the unsmoothed voxel isosurface with the smoothed one, and
 neighbour statistics use the real ``k`` nearest particles (k-d tree) instead of collapsing to one value.
@@ -227,13 +231,37 @@ _KERNELS: tuple | None = None
 
 
 def _kernels():
-    """The compiled kernels and their tables (numba imported and the triangle table built on first use)."""
+    """The compiled kernels and their tables (numba imported and the tables built on first use)."""
     global _KERNELS
     if _KERNELS is None:
         from nmc_assets.features import _kernels as k
 
-        _KERNELS = (k, k.triangle_table(), _cube_area_lut())
+        _KERNELS = (k, k.triangle_table(), _cube_area_lut(), k.ambiguous_table())
     return _KERNELS
+
+
+def _ambiguous_cube_areas(field: np.ndarray, level: float, cubes: np.ndarray) -> np.ndarray:
+    """Marching-cubes area of each given cube (rows of (z, y, x) corner indices) as skimage tiles it:
+    the cubes are laid side by side along x in one (2, 2, 2n) array, and a mask admits only them."""
+    from skimage.measure import marching_cubes
+
+    n = len(cubes)
+    z, y, x = cubes.T
+    block = np.empty((2, 2, 2 * n), np.float32)
+    for dz in (0, 1):
+        for dy in (0, 1):
+            block[dz, dy, 0::2] = field[z + dz, y + dy, x]
+            block[dz, dy, 1::2] = field[z + dz, y + dy, x + 1]
+    mask = np.zeros(block.shape, bool)
+    mask[1, 1, 1::2] = True  # skimage's mask selects cubes by their upper corner
+    verts, faces, _, _ = marching_cubes(block, level=level, mask=mask, allow_degenerate=True)
+    if len(faces) == 0:
+        return np.zeros(n)
+    v0 = verts[faces[:, 0]].astype(np.float64)
+    cross = np.cross(verts[faces[:, 1]] - v0, verts[faces[:, 2]] - v0)
+    area = 0.5 * np.sqrt((cross.astype(np.float64) ** 2).sum(axis=1))
+    cube = np.minimum((v0[:, 2] // 2).astype(np.int64), n - 1)
+    return np.bincount(cube, weights=area, minlength=n)
 
 
 def _gaussian(volume: np.ndarray, sigma: float, rows: np.ndarray | None = None) -> np.ndarray:
@@ -256,17 +284,22 @@ def _mc_tile_areas(field, level, tile_of_z, n_tiles, mask=None) -> np.ndarray:
     Equal to ``mesh_surface_area(marching_cubes(field, level, mask=mask))`` split by tile, computed
     cube by cube without building the mesh (:mod:`nmc_assets.features._kernels`).
     """
-    k, table, _ = _kernels()
+    k, table, _, ambiguous = _kernels()
     field = np.ascontiguousarray(field, dtype=np.float32)
     use_mask = mask is not None
     m = np.ascontiguousarray(mask).view(np.uint8) if use_mask else np.zeros((1, 1, 1), np.uint8)
-    per_z = k.iso_area_per_z(field, np.float32(level), m, use_mask, table, k.CORNERS, k.EDGES)
+    level = np.float32(level)
+    per_z, cubes = k.iso_area_per_z(field, level, m, use_mask, table, k.CORNERS, k.EDGES, ambiguous)
+    if len(cubes):
+        # ambiguous configurations: Lewiner's face/interior tests decide the tiling; let skimage do them
+        per_z = per_z + np.bincount(cubes[:, 0], weights=_ambiguous_cube_areas(field, float(level), cubes),
+                                    minlength=len(per_z))
     return np.bincount(tile_of_z, weights=per_z, minlength=n_tiles)
 
 
 def _voxel_area_per_z(mask: np.ndarray) -> np.ndarray:
     """Unsmoothed marching-cubes area of a binary mosaic per z index of the cube (look-up table)."""
-    k, _, lut = _kernels()
+    k, _, lut, _ = _kernels()
     return k.binary_area_per_z(np.ascontiguousarray(mask).view(np.uint8), lut)
 
 
@@ -444,7 +477,9 @@ def compute_particle_features(
     settings = settings or FeatureSettings()
     labels = np.asarray(labels)
     _validate(labels, np.asarray(intensity), float(voxel_size_um))
-    intensity = np.asarray(intensity, dtype=np.float32)
+    # native byte order, C order (the compiled kernels are specialised on dtype and layout)
+    intensity = np.ascontiguousarray(intensity, dtype=np.float32)
+    labels = np.ascontiguousarray(labels, dtype=labels.dtype.newbyteorder("="))
     v = float(voxel_size_um)
 
     if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
