@@ -148,6 +148,11 @@ def test_ui_shows_the_assets_after_a_partitioned_run(tmp_path):
     env.pop("NMC_EXECUTOR", None)
     port = _free_port()
 
+    # create the instance storage and register the scan before the servers start: a webserver and a
+    # daemon migrating a fresh SQLite instance at the same moment race ("table alembic_version exists")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("scan", [SCAN_ID])
+
     logs = {name: open(ARTIFACTS / f"{name}.log", "w") for name in ("webserver", "daemon")}
     procs: list[subprocess.Popen] = []
     try:
@@ -160,20 +165,18 @@ def test_ui_shows_the_assets_after_a_partitioned_run(tmp_path):
             cwd=REPO, env=env, stdout=logs["daemon"], stderr=subprocess.STDOUT, start_new_session=True,
         ))
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 info = json.loads(_get(f"http://127.0.0.1:{port}/server_info"))
                 break
             except OSError:
                 assert all(p.poll() is None for p in procs), "webserver or daemon exited; see test-artifacts/e2e/"
-                assert time.monotonic() < deadline, "webserver did not answer /server_info within 60 s"
+                assert time.monotonic() < deadline, "webserver did not answer /server_info within 120 s"
                 time.sleep(0.5)
         assert info["dagster_version"] == dg.__version__
 
-        # register the scan in the same instance, launch raw_tomogram for it through GraphQL
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            instance.add_dynamic_partitions("scan", [SCAN_ID])
+        # launch raw_tomogram for the registered scan through GraphQL
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
         run_id = client.submit_job_execution(
             "__ASSET_JOB", asset_selection=["raw_tomogram"], tags={"dagster/partition": SCAN_ID},
