@@ -226,6 +226,9 @@ class FusedLabelsConfig(dg.Config):
     min_radius_um: float = Field(default=0.75, description="seeds need a mean ray distance of at least this (um)")
     min_volume_um3: float = Field(default=1.0, description="components smaller than this are dropped (um^3)")
     smooth_um: float = Field(default=0.4, description="Gaussian smoothing of the seed map (um)")
+    refine_boundaries: bool = Field(default=True, description="move boundaries to the full-resolution intensity edge (segmentation/refine.py)")
+    refine_band_um: float = Field(default=0.4, description="how far (um) a boundary may move in the refinement")
+    refine_sigma_um: float = Field(default=0.2, description="Gaussian smoothing of the intensity before the edge search (um)")
 
 
 def central_overlay_png(tomo, labels) -> bytes:
@@ -242,7 +245,7 @@ def central_overlay_png(tomo, labels) -> bytes:
     group_name=GROUP,
     deps=[view_probabilities, "raw_tomogram"],
     kinds={"numpy", "scipy", "zarr"},
-    code_version="seg-fused-v1",
+    code_version="seg-fused-v2",
     owners=["team:segmentation"],
 )
 def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
@@ -252,7 +255,8 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     threshold with holes filled (cracks are inside particles); a watershed seeded at the h-maxima of
     the fused probability (a learned distance-to-boundary) splits touching particles; each particle is hole-filled; tiny pieces dropped (``kmeans``
     selects the published recipe instead). Fused at the binned resolution and upsampled (nearest) to
-    the tomogram grid: ``warehouse/fused_labels/<scan>.zarr``, uint32 (z, y, x), attrs ``scan_id,
+    the tomogram grid, then boundaries are moved to the full-resolution intensity edge
+    (``refine_boundaries``): ``warehouse/fused_labels/<scan>.zarr``, uint32 (z, y, x), attrs ``scan_id,
     voxel_size_um, n_particles``; a PNG of the labels over the central slices beside it.
     """
     import base64
@@ -266,7 +270,16 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
                           min_radius_um=config.min_radius_um, min_volume_um3=config.min_volume_um3, smooth_um=config.smooth_um)
     out = layout.fused_labels(scan)
     _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan})
-    png = central_overlay_png(open_zarr(layout.tomogram(scan)), open_zarr(out))
+    tomogram = open_zarr(layout.tomogram(scan))
+    refinement = {}
+    if config.refine_boundaries:
+        from nmc_assets.segmentation.refine import refine_labels_zarr
+
+        voxel_um = float(info["voxel_size_um"])
+        band = max(1, round(config.refine_band_um / voxel_um))
+        refinement = refine_labels_zarr(out, tomogram, band=band, sigma=max(0.5, config.refine_sigma_um / voxel_um))
+        context.log.info(f"boundary refinement: band {band} voxels, foreground change {refinement['foreground_change']:+.3f}")
+    png = central_overlay_png(tomogram, open_zarr(out))
     png_path = atomic_write_bytes(out.with_suffix(".png"), png)
     return dg.MaterializeResult(
         metadata={
@@ -275,6 +288,7 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
             "method": info["method"],
             "bin_factor": info["bin_factor"],
             "seconds": dg.MetadataValue.float(info["seconds"]),
+            "boundary_refinement_foreground_change": dg.MetadataValue.float(round(refinement.get("foreground_change", 0.0), 4)),
             "preview_png": dg.MetadataValue.path(str(png_path)),
             "preview": dg.MetadataValue.md(f"![labels xy | xz | yz](data:image/png;base64,{base64.b64encode(png).decode()})"),
         }
