@@ -276,6 +276,42 @@ def contact_per_z(filled, other, gap):
 
 
 @njit(cache=True, nogil=True)
+def contact_faces_per_z(filled, other):
+    """Per z: outer voxel faces of ``filled`` (face to a voxel outside it; faces on the array border are
+    not counted; the caller's crops pad the volume border with background) and those of them whose neighbour across the face is ``other``, as float64 counts."""
+    nz, ny, nx = filled.shape
+    n_faces = np.zeros(nz)
+    n_contact = np.zeros(nz)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if not filled[z, y, x]:
+                    continue
+                for d in range(6):
+                    zz, yy, xx = z, y, x
+                    if d == 0:
+                        zz -= 1
+                    elif d == 1:
+                        zz += 1
+                    elif d == 2:
+                        yy -= 1
+                    elif d == 3:
+                        yy += 1
+                    elif d == 4:
+                        xx -= 1
+                    else:
+                        xx += 1
+                    if zz < 0 or yy < 0 or xx < 0 or zz >= nz or yy >= ny or xx >= nx:
+                        continue
+                    if filled[zz, yy, xx]:
+                        continue
+                    n_faces[z] += 1
+                    if other[zz, yy, xx]:
+                        n_contact[z] += 1
+    return n_faces, n_contact
+
+
+@njit(cache=True, nogil=True)
 def rough_void_mask(interior, smoothed, raw, thr):
     """(mask, n_void): void = ``interior & (smoothed < thr)``; mask = unsmoothed void voxels next to it,
     ``interior & (raw < thr) & dilate(void, 3x3x3 cube)`` (uint8), n_void = voxels in void."""

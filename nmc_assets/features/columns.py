@@ -63,7 +63,7 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
         "contact",
         "float64",
         "1",
-        "fraction of the outer boundary voxels of the filled particle with another particle within 1 voxel",
+        "fraction of the filled particle's outer voxel faces that face another particle (faces on the volume border count as free surface)",
     ),
     (
         "p_density",

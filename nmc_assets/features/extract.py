@@ -50,14 +50,16 @@ class FeatureSettings:
     """Method settings of :func:`compute_particle_features` (defaults are the documented method).
 
     ``closing_radius_vox``: closing (cube of side 2r+1) before hole filling, 0 = hole filling only
-    (labels are filled by convention; use 1-2 for solid-only labels with open cracks); ``contact_gap_vox``: how
-    near (voxels, chessboard) another label must be for a boundary voxel to count as contact;
+    (labels are filled by convention; use 1-2 for solid-only labels with open cracks); ``contact_gap_vox``: 0 (default)
+    = contact is the fraction of the filled particle's outer voxel faces that face another label (faces
+    on the volume border count as free surface; otherwise the virtual beamline's definition); n >= 1 = the fraction of
+    boundary voxels with another label within n voxels (chessboard), a looser near-contact measure;
     ``damage_smoothing_vox``: Gaussian sigma applied to the intensity before the solid test (0 = raw).
     """
 
     n_neighbours: int = 6
     closing_radius_vox: int = 0
-    contact_gap_vox: int = 1
+    contact_gap_vox: int = 0
     damage_smoothing_vox: float = 0.0
 
 
@@ -427,9 +429,13 @@ def _measure_chunk(chunk, labels, intensity, ids, exts, sizes, thr, settings, ou
         s_in = s_in_raw = np.zeros(t_n)
     del g, rough_void
 
-    # contact: boundary voxels (a 6-neighbour outside) of the filled particle with another label within the gap
-    n_boundary, n_contact = k.contact_per_z(filled_u8, np.ascontiguousarray(other).view(np.uint8),
-                                            settings.contact_gap_vox)
+    # contact: gap 0 = outer voxel faces of the filled particle that face another label, over all outer
+    # faces (the simulator's definition); gap >= 1 = boundary voxels with another label within the gap
+    contact_kernel_args = (filled_u8, np.ascontiguousarray(other).view(np.uint8))
+    if settings.contact_gap_vox == 0:
+        n_boundary, n_contact = k.contact_faces_per_z(*contact_kernel_args)
+    else:
+        n_boundary, n_contact = k.contact_per_z(*contact_kernel_args, settings.contact_gap_vox)
     contact = tiles(n_contact) / np.maximum(1, tiles(n_boundary))
 
     idx = np.asarray(chunk)
