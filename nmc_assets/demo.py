@@ -171,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["NMC_DATA_DIR"] = str(layout.root)
     start = time.perf_counter()
     prepare_instance_home(layout)
+    from nmc_assets.storage import remove_stale_temporaries
+
+    for root in (layout.warehouse, layout.models, layout.published):
+        for path in remove_stale_temporaries(root):
+            print(f"removed a temporary left by an interrupted writer: {path}")
 
     scans = incoming_scan_ids(layout.incoming)
     if not scans:

@@ -49,6 +49,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(root: str | os.PathLike, min_age_s: float = 3600.0) -> list[Path]:
+    """Delete temporaries that a killed writer left under ``root`` (``.<name>.tmp-*`` / ``.<name>.old-*``).
+
+    Only entries older than ``min_age_s`` (mtime) are removed, so a writer that is still running keeps
+    its temporary. Returns the removed paths. Complete outputs are never touched.
+    """
+    import re
+    import time
+
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    pattern = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
+    now = time.time()
+    removed = []
+    for path in sorted(root.rglob(".*")):
+        if not pattern.match(path.name) or not path.exists():
+            continue
+        if now - path.lstat().st_mtime < min_age_s:
+            continue
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -40,3 +40,26 @@ def test_parquet_and_json_are_deterministic(tmp_path):
 def test_default_chunks_are_bounded():
     assert storage.default_chunks((1000, 2000, 3000)) == (128, 128, 128)
     assert storage.default_chunks((5, 7)) == (5, 7)
+
+
+def test_stale_temporaries_are_swept_but_fresh_ones_and_outputs_kept(tmp_path):
+    import os
+    import time
+
+    out = tmp_path / "warehouse" / "fused_labels"
+    storage.write_zarr(out / "s1.zarr", np.zeros((2, 3, 4), np.uint32))
+    stale_dir = out / ".s2.zarr.tmp-0123abcd"
+    stale_dir.mkdir()
+    (stale_dir / "chunk").write_bytes(b"half")
+    stale_file = tmp_path / "warehouse" / ".features.parquet.tmp-89abcdef"
+    stale_file.write_bytes(b"half")
+    fresh = out / ".s3.zarr.tmp-deadbeef"
+    fresh.mkdir()
+    old = time.time() - 7200
+    for p in (stale_dir, stale_file):
+        os.utime(p, (old, old))
+    removed = storage.remove_stale_temporaries(tmp_path, min_age_s=3600)
+    assert sorted(removed) == sorted([stale_dir, stale_file])
+    assert fresh.exists() and (out / "s1.zarr").exists()
+    assert storage.read_zarr(out / "s1.zarr").shape == (2, 3, 4)
+    assert storage.remove_stale_temporaries(tmp_path / "missing") == []
