@@ -275,6 +275,10 @@ def contact_per_z(filled, other, gap):
     return n_boundary, n_contact
 
 
+#: (dz, dy, dx) to the six face neighbours of a voxel.
+FACE_OFFSETS = np.array([(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)], dtype=np.int64)
+
+
 @njit(cache=True, nogil=True)
 def contact_faces_per_z(filled, other):
     """Per z: outer voxel faces of ``filled`` (face to a voxel outside it; faces on the array border are
@@ -288,19 +292,7 @@ def contact_faces_per_z(filled, other):
                 if not filled[z, y, x]:
                     continue
                 for d in range(6):
-                    zz, yy, xx = z, y, x
-                    if d == 0:
-                        zz -= 1
-                    elif d == 1:
-                        zz += 1
-                    elif d == 2:
-                        yy -= 1
-                    elif d == 3:
-                        yy += 1
-                    elif d == 4:
-                        xx -= 1
-                    else:
-                        xx += 1
+                    zz, yy, xx = z + FACE_OFFSETS[d, 0], y + FACE_OFFSETS[d, 1], x + FACE_OFFSETS[d, 2]
                     if zz < 0 or yy < 0 or xx < 0 or zz >= nz or yy >= ny or xx >= nx:
                         continue
                     if filled[zz, yy, xx]:
@@ -344,18 +336,26 @@ def rough_void_mask(interior, smoothed, raw, thr):
 
 
 @njit(cache=True, nogil=True)
+def reflect_indices(n, r):
+    """Source index of each of ``n + 2 r`` positions of an axis padded by ``r`` on both sides, with
+    mirror ('reflect', edge included: d c b a | a b c d | d c b a) boundary handling, as scipy.ndimage."""
+    out = np.empty(n + 2 * r, np.int64)
+    for i in range(n + 2 * r):
+        j = i - r
+        while j < 0 or j >= n:
+            j = -j - 1 if j < 0 else 2 * n - j - 1
+        out[i] = j
+    return out
+
+
+@njit(cache=True, nogil=True)
 def smooth3(volume, weights):
     """Separable convolution (float32 in and out, float64 sums) of a (z, y, x) volume with the odd 1-D
     kernel ``weights`` along each axis; the array edge is extended by reflection (scipy's "reflect")."""
     nz, ny, nx = volume.shape
     r = weights.shape[0] // 2
     a = np.empty_like(volume)
-    cols = np.empty(nx + 2 * r, np.int64)
-    for i in range(nx + 2 * r):
-        j = i - r
-        while j < 0 or j >= nx:
-            j = -j - 1 if j < 0 else 2 * nx - j - 1
-        cols[i] = j
+    cols = reflect_indices(nx, r)
     acc_x = np.empty(nx)
     lo = min(r, nx)
     hi = max(nx - r, lo)
@@ -379,12 +379,7 @@ def smooth3(volume, weights):
             for x in range(nx):
                 a[z, y, x] = acc_x[x]
     b = np.empty_like(volume)
-    rows = np.empty(ny + 2 * r, np.int64)
-    for i in range(ny + 2 * r):
-        j = i - r
-        while j < 0 or j >= ny:
-            j = -j - 1 if j < 0 else 2 * ny - j - 1
-        rows[i] = j
+    rows = reflect_indices(ny, r)
     acc_row = np.empty(nx)
     for z in range(nz):
         for y in range(ny):
@@ -397,12 +392,7 @@ def smooth3(volume, weights):
             for x in range(nx):
                 b[z, y, x] = acc_row[x]
     c = np.empty_like(volume)
-    planes = np.empty(nz + 2 * r, np.int64)
-    for i in range(nz + 2 * r):
-        j = i - r
-        while j < 0 or j >= nz:
-            j = -j - 1 if j < 0 else 2 * nz - j - 1
-        planes[i] = j
+    planes = reflect_indices(nz, r)
     acc_plane = np.empty((ny, nx))
     for z in range(nz):
         acc_plane[:, :] = 0.0
@@ -774,24 +764,9 @@ def smooth3_rows(volume, weights, need):
                 for t in range(max(0, y - r), min(ny, y + r + 1)):
                     if flag_in[z, t]:
                         do_a[z, t] = 1
-    cols = np.empty(nx + 2 * r, np.int64)
-    for i in range(nx + 2 * r):
-        j = i - r
-        while j < 0 or j >= nx:
-            j = -j - 1 if j < 0 else 2 * nx - j - 1
-        cols[i] = j
-    rows = np.empty(ny + 2 * r, np.int64)
-    for i in range(ny + 2 * r):
-        j = i - r
-        while j < 0 or j >= ny:
-            j = -j - 1 if j < 0 else 2 * ny - j - 1
-        rows[i] = j
-    planes = np.empty(nz + 2 * r, np.int64)
-    for i in range(nz + 2 * r):
-        j = i - r
-        while j < 0 or j >= nz:
-            j = -j - 1 if j < 0 else 2 * nz - j - 1
-        planes[i] = j
+    cols = reflect_indices(nx, r)
+    rows = reflect_indices(ny, r)
+    planes = reflect_indices(nz, r)
     lo = min(r, nx)
     hi = max(nx - r, lo)
     a = np.zeros((nz, ny, nx), np.float32)
