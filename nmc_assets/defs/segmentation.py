@@ -273,12 +273,12 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     tomogram = open_zarr(layout.tomogram(scan))
     refinement = {}
     if config.refine_boundaries:
-        from nmc_assets.segmentation.refine import refine_labels_zarr
+        from nmc_assets.segmentation.pipeline import refine_to_intensity
 
-        voxel_um = float(info["voxel_size_um"])
-        band = max(1, round(config.refine_band_um / voxel_um))
-        refinement = refine_labels_zarr(out, tomogram, band=band, sigma=max(0.5, config.refine_sigma_um / voxel_um))
-        context.log.info(f"boundary refinement: band {band} voxels, foreground change {refinement['foreground_change']:+.3f}")
+        refinement = refine_to_intensity(out, tomogram, float(info["voxel_size_um"]),
+                                         band_um=config.refine_band_um, sigma_um=config.refine_sigma_um)
+        context.log.info(f"boundary refinement: band {refinement['band_voxels']} voxels, "
+                         f"foreground change {refinement['foreground_change']:+.3f}")
     png = central_overlay_png(tomogram, open_zarr(out))
     png_path = atomic_write_bytes(out.with_suffix(".png"), png)
     return dg.MaterializeResult(

@@ -172,3 +172,17 @@ def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size
     out = relabel_sequential(out)[0].astype(np.uint32)
     return out, {"n_objects": int(out.max()), "n_seeds": int(seeds.max()), "working_shape": list(small.shape), "zoom": zoom,
                  "predict_seconds": round(seconds, 2), "thresholds": meta.get("thresholds")}
+
+
+def refine_to_intensity(labels_path: str | os.PathLike, intensity, voxel_size_um: float, *, band_um: float = 0.4, sigma_um: float = 0.2) -> dict:
+    """Move the boundaries of the stored labels to the full-resolution intensity edge (``refine.py``).
+
+    ``band_um``: how far a boundary may move; ``sigma_um``: smoothing of the intensity (both in um,
+    converted with ``voxel_size_um``). Returns the threshold, band and the foreground volume change.
+    """
+    from .refine import refine_labels_zarr
+
+    band = max(1, round(band_um / voxel_size_um))
+    info = refine_labels_zarr(labels_path, intensity, band=band, sigma=max(0.5, sigma_um / voxel_size_um))
+    return {**info, "band_voxels": band}
+
