@@ -48,7 +48,7 @@ def start_params(ref):
                                                  hard_core_fraction=ref.hard_core_fraction)
 
 
-def bench_gan(ref, sections, steps: int, seed: int) -> dict:
+def bench_gan(ref, sections, steps: int, seed: int, stats_weight: float | None = None, stats_descriptors=None, lr_final_fraction: float | None = None) -> dict:
     import torch
 
     from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
@@ -56,13 +56,19 @@ def bench_gan(ref, sections, steps: int, seed: int) -> dict:
 
     torch.set_num_threads(1)
     cfg = GanConfig(steps=steps, seed=seed, initial=start_params(ref).to_dict())
+    if stats_weight is not None:
+        cfg.stats_weight = stats_weight
+    if lr_final_fraction is not None:
+        cfg.lr_final_fraction = lr_final_fraction
+    if stats_descriptors:
+        cfg.stats_descriptors = tuple(stats_descriptors)
     gan = StereologicalGan(sections, cfg)
     t0 = time.perf_counter()
     gan.train(log=lambda m: print(m, flush=True))
     seconds = time.perf_counter() - t0
     rep = calibration_report(sections, gan.calibrated_params(), ref, seed=7, learned=list(cfg.learned), n_pairs=3)
     trace = [{k: h[k] for k in ("step", "density_per_um3", "mean_elongation", "alignment_spread_deg", "wasserstein_estimate")} for h in gan.history[:: max(1, steps // 20)]]
-    return {"method": "stereological WGAN-GP", "steps": steps, "seed": seed, "seconds": seconds, "report": rep, "trace": trace}
+    return {"method": "stereological WGAN-GP" + (" + statistics match" if cfg.stats_weight > 0 else ""), "stats_weight": cfg.stats_weight, "stats_descriptors": list(cfg.stats_descriptors), "lr_final_fraction": cfg.lr_final_fraction, "steps": steps, "seed": seed, "seconds": seconds, "report": rep, "trace": trace}
 
 
 def bench_baseline(ref, sections, evals: int) -> dict:
@@ -135,6 +141,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gan-steps", type=int, default=400)
     ap.add_argument("--gan-seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--stats-weight", type=float, default=None, help="weight of the statistics-matching term (default: GanConfig's)")
+    ap.add_argument("--stats-descriptors", default="", help="comma-separated matched descriptors (default: GanConfig's)")
+    ap.add_argument("--lr-final-fraction", type=float, default=None, help="parameter learning rate at the last step / initial (default: GanConfig's)")
+    ap.add_argument("--gan-key", default="gan", help="key of the GAN results in synthesis.json")
     ap.add_argument("--baseline-evals", type=int, default=80)
     ap.add_argument("--parts", default="gan,baseline,generation,shell")
     ap.add_argument("--scans-dir", default="")
@@ -147,7 +157,7 @@ def main() -> None:
     if "start" in parts or "gan" in parts:
         results["start"] = bench_start(ref, sections)
     if "gan" in parts:
-        results["gan"] = [bench_gan(ref, sections, args.gan_steps, s) for s in args.gan_seeds]
+        results[args.gan_key] = [bench_gan(ref, sections, args.gan_steps, s, args.stats_weight, [d for d in args.stats_descriptors.split(",") if d], args.lr_final_fraction) for s in args.gan_seeds]
     if "baseline" in parts:
         results[f"baseline_evals_{args.baseline_evals}"] = bench_baseline(ref, sections, args.baseline_evals)
     if "generation" in parts:

@@ -184,6 +184,7 @@ class GrainModelConfig(dg.Config):
     weight_spread: float = Field(default=0.1, description="fixed (not calibrated): weight sd in spacing^2")
     hard_core_fraction: float = Field(default=0.5, description="fixed (not calibrated): hard-core distance / spacing")
     checkpoint_every: int = Field(default=20, description="write checkpoint.pt every n steps (resume point)")
+    stats_weight: float = Field(default=0.1, description="weight of the statistics-matching term (W1 of soft-section area / aspect / radial-angle quantiles vs observed) in the generator loss; 0 = critic only")
 
     def gan_config(self):
         from nmc_assets.synthesis.gan import GanConfig
@@ -194,7 +195,8 @@ class GrainModelConfig(dg.Config):
             alignment_spread_deg=self.initial_alignment_spread_deg, weight_spread=self.weight_spread, hard_core_fraction=self.hard_core_fraction,
         )
         return GanConfig(steps=self.steps, batch_size=self.batch_size, n_critic=self.n_critic, lr_params=self.lr_params,
-                         lr_critic=self.lr_critic, tau_start=self.tau_start, tau_end=self.tau_end, seed=self.seed, initial=init.to_dict())
+                         lr_critic=self.lr_critic, tau_start=self.tau_start, tau_end=self.tau_end, seed=self.seed, initial=init.to_dict(),
+                         stats_weight=self.stats_weight)
 
 
 def _sections_fingerprint(folder: Path) -> str:
@@ -241,11 +243,13 @@ def _history_plot(history: list[dict]) -> str:
     return png_markdown(img, "training history", max_side=900)
 
 
-@dg.asset(group_name=GROUP, deps=[grain_sections], kinds={"pytorch"}, pool="gpu", code_version="grain-model-v1", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[grain_sections], kinds={"pytorch"}, pool="gpu", code_version="grain-model-v2", owners=["team:synthesis"])
 def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
     """Calibrated radial-grain model (stereological WGAN-GP): the generator is the parametric radial GBPD
     rendered as a soft tessellation on random planar sections; a conv critic compares them with the
-    observed sections; the global parameters (density, elongation log-mean/log-sd, alignment spread) are
+    observed sections, and a statistics-matching term (quantile W1 of the soft sections' grain area, aspect
+    ratio and radial angle vs the observed ones, weight ``stats_weight``) joins the critic in the generator
+    loss; the global parameters (density, elongation log-mean/log-sd, alignment spread) are
     learned from a deliberately wrong start. Writes ``models/grain_model/<version>/checkpoint.pt`` (parameters,
     critic weights, optimizer states, history, config) + ``params.json``; resumes an existing checkpoint.
     """

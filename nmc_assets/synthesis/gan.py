@@ -5,8 +5,12 @@ fixed noise, cuts them with random planes (random normal, offset U(0, 0.5 R), th
 and renders soft sections (softmax over negative cell distances at an annealed temperature) as critic
 images (boundary map + particle mask). A small convolutional critic is trained against the observed
 sections with the Wasserstein loss and a gradient penalty (lambda 10, 5 critic steps per parameter step,
-Adam(0, 0.9)); the parameters (in log space) follow the critic's gradient with Adam. The calibrated value
-is the average of the parameters over the last quarter of the steps.
+Adam(0, 0.9)); the parameters (in log space) follow the critic's gradient with Adam. With
+``stats_weight`` > 0 a statistics-matching term joins the critic in the generator loss (as in the ASSB
+sibling work, method note 2.3): the quantile 1-Wasserstein distance between the soft sections' per-grain
+area, aspect ratio and radial angle (:mod:`.soft_descriptors`, differentiable through the same
+straight-through assignment) and the observed ones, each divided by the observed standard deviation.
+The calibrated value is the average of the parameters over the last quarter of the steps.
 
 Checkpoints (``checkpoint.pt``) hold parameters, critic weights, both optimizer states, the RNG states,
 the training history and the configuration; training resumes from one.
@@ -23,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from nmc_assets.synthesis.sections import Section, critic_images
+from nmc_assets.synthesis.soft_descriptors import StatisticsTarget
 from nmc_assets.synthesis.soft_model import (
     DEFAULT_LEARNED,
     MAX_OFFSET_FRACTION,
@@ -45,6 +50,7 @@ class GanConfig:
     gp_lambda: float = 10.0
     lr_params: float = 0.03
     lr_critic: float = 1e-3
+    lr_final_fraction: float = 1.0
     critic_warmup: int = 50
     torch_threads: int = 1
     canvas_px: int = 64
@@ -53,6 +59,8 @@ class GanConfig:
     straight_through: bool = True
     critic_channels: int = 32
     average_last_fraction: float = 0.25
+    stats_weight: float = 0.1
+    stats_descriptors: tuple[str, ...] = ("area_um2", "aspect_ratio", "radial_angle_deg")
     seed: int = 0
     learned: tuple[str, ...] = DEFAULT_LEARNED
     initial: dict = field(default_factory=lambda: GrainModelParams.with_mean_elongation(3.3, 0.3, density_per_um3=1.0, alignment_spread_deg=22.5).to_dict())
@@ -60,12 +68,15 @@ class GanConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["learned"] = list(self.learned)
+        d["stats_descriptors"] = list(self.stats_descriptors)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "GanConfig":
         d = dict(d)
         d["learned"] = tuple(d.get("learned", DEFAULT_LEARNED))
+        if "stats_descriptors" in d:
+            d["stats_descriptors"] = tuple(d["stats_descriptors"])
         return cls(**d)
 
 
@@ -142,6 +153,7 @@ class StereologicalGan:
         self.opt_params = torch.optim.Adam([self.z], lr=config.lr_params, betas=(0.5, 0.9))
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
         self.rng = np.random.default_rng(config.seed)
+        self.stats_target = StatisticsTarget(sections, descriptors=config.stats_descriptors) if config.stats_weight > 0 else None
         self.history: list[dict] = []
         self.step = 0
 
@@ -162,15 +174,21 @@ class StereologicalGan:
         frac = step / max(c.steps - 1, 1)
         return float(c.tau_start * (c.tau_end / c.tau_start) ** min(frac, 1.0))
 
-    def fake_batch(self, tau_rel: float):
+    def fake_batch(self, tau_rel: float, with_descriptors: bool = False):
+        """Critic images (B, 2, S, S) of fresh soft sections; with ``with_descriptors`` also their pooled
+        per-grain descriptors (torch, differentiable; see :mod:`.soft_descriptors`)."""
         import torch
 
         tp = torch_params(self.z, self.base, self.names)
-        imgs = [
-            soft_section_image(tp, self.base, sample_plane_like_observed(self.rng, self.radii, self.pixels, self.config.canvas_px), self.rng, tau_rel, device=self.device, straight_through=self.config.straight_through)
+        out = [
+            soft_section_image(tp, self.base, sample_plane_like_observed(self.rng, self.radii, self.pixels, self.config.canvas_px), self.rng, tau_rel, device=self.device, straight_through=self.config.straight_through, return_descriptors=with_descriptors)
             for _ in range(self.config.batch_size)
         ]
-        return torch.stack(imgs).float()
+        if not with_descriptors:
+            return torch.stack(out).float()
+        imgs = torch.stack([o[0] for o in out]).float()
+        desc = {k: torch.cat([o[1][k] for o in out]) for k in out[0][1]}
+        return imgs, desc
 
     def real_batch(self):
         idx = self.rng.integers(len(self.real), size=self.config.batch_size)
@@ -191,11 +209,20 @@ class StereologicalGan:
             self._critic_steps(self.fake_batch(self.temperature(0)).detach(), c.critic_warmup)
         while self.step < last:
             tau = self.temperature(self.step)
-            fake = self.fake_batch(tau)
+            if self.stats_target is not None:
+                fake, desc = self.fake_batch(tau, with_descriptors=True)
+            else:
+                fake, desc = self.fake_batch(tau), None
             w_est, gp = self._critic_steps(fake.detach(), c.n_critic)
             self.opt_params.zero_grad()
+            for group in self.opt_params.param_groups:  # exponential decay to lr_final_fraction (resume-safe: a function of the step)
+                group["lr"] = c.lr_params * c.lr_final_fraction ** (self.step / max(c.steps - 1, 1))
             loss_g = -self.critic(fake).mean()
-            loss_g.backward()
+            loss_stats = self.stats_target.loss(desc) if desc is not None else None
+            if loss_stats is not None:
+                (loss_g + c.stats_weight * loss_stats).backward()
+            else:
+                loss_g.backward()
             self.opt_params.step()
             self.step += 1
             p = self.current_params()
@@ -205,6 +232,7 @@ class StereologicalGan:
                 "wasserstein_estimate": float(w_est.detach()),
                 "gradient_penalty": float(gp.detach()),
                 "loss_generator": float(loss_g.detach()),
+                "loss_statistics": float(loss_stats.detach()) if loss_stats is not None else None,
                 "seconds": time.perf_counter() - t0,
                 "z": [float(v) for v in self.z.detach().cpu()],
                 "density_per_um3": p.density_per_um3,
@@ -217,7 +245,7 @@ class StereologicalGan:
             if log and (self.step % max(1, c.steps // 20) == 0 or self.step == c.steps):
                 log(
                     f"grain_model step {self.step}/{c.steps} W~{rec['wasserstein_estimate']:.3f} gp={rec['gradient_penalty']:.3f} "
-                    f"tau={tau:.2f} density={p.density_per_um3:.3f}/um3 mean_elong={p.mean_elongation:.3f} "
+                    f"tau={tau:.2f} stats={rec['loss_statistics'] if rec['loss_statistics'] is not None else float('nan'):.3f} density={p.density_per_um3:.3f}/um3 mean_elong={p.mean_elongation:.3f} "
                     f"log_sd={p.elongation_log_sd:.3f} align={p.alignment_spread_deg:.2f}deg"
                 )
             if checkpoint_path and checkpoint_every and self.step % checkpoint_every == 0 and self.step < c.steps:

@@ -379,7 +379,7 @@ def sparse_boundary_map(prob, ids, mask):
     return diff / count.clamp(min=1)
 
 
-def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rng: np.random.Generator, tau_rel: float, device=None, straight_through: bool = True, top_k: int = 4):
+def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rng: np.random.Generator, tau_rel: float, device=None, straight_through: bool = True, top_k: int = 4, return_descriptors: bool = False):
     """Critic input (2, S, S) for one soft section of a freshly sampled particle: boundary map and mask.
 
     With ``straight_through`` (default) the forward value is the hard tessellation's boundary map and the
@@ -390,7 +390,17 @@ def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rn
 
     ``tau_rel`` is the temperature in units of spacing * pixel size (distance differences grow by about
     2 spacings * pixel per pixel away from a boundary, so tau_rel ~ 0.2 is nearly hard).
+
+    With ``return_descriptors`` returns ``(image, descriptors)``: the per-grain descriptors of
+    :func:`nmc_assets.synthesis.soft_descriptors.grain_moment_descriptors` of the same (straight-through)
+    assignment (empty tensors when the section has fewer than 2 cells).
     """
+    if return_descriptors:
+        import torch
+
+        from nmc_assets.synthesis.soft_descriptors import MATCHED
+
+        empty = {k: torch.zeros(0, dtype=tp["density_per_um3"].dtype) for k in MATCHED}
     import torch
 
     dens = float(tp["density_per_um3"].detach())
@@ -404,7 +414,7 @@ def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rn
     img = torch.zeros((2, S, S), dtype=tp["density_per_um3"].dtype, device=dev)
     img[1] = mask.to(img.dtype)
     if len(sel) < 2 or not mask_np.any():
-        return img
+        return (img, empty) if return_descriptors else img
     seeds, axis, elong, w = grain_geometry(sel, tp, device=dev)
     pts = torch.as_tensor(plane.points()[mask_np.ravel()], dtype=seeds.dtype, device=dev)
     d = radial_cell_distances(pts, seeds, axis, elong, w)
@@ -423,6 +433,11 @@ def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rn
     ids = torch.full((S * S, k), -1, dtype=idx.dtype, device=dev).index_copy(0, flat, idx).reshape(S, S, k)
     img = img.clone()
     img[0] = sparse_boundary_map(prob, ids, mask)
+    if return_descriptors:
+        from nmc_assets.synthesis.soft_descriptors import grain_moment_descriptors
+
+        rows, cols = torch.div(flat, S, rounding_mode="floor"), flat % S
+        return img, grain_moment_descriptors(p, idx, rows, cols, len(sel), plane.pixel_size_um)
     return img
 
 

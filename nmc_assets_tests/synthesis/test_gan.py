@@ -67,3 +67,15 @@ def test_bad_checkpoint_is_reported(observed_sections, tmp_path):
         StereologicalGan.resume(bad, observed_sections, _tiny(2))
     with pytest.raises(ValueError, match="no observed sections"):
         StereologicalGan([], _tiny(2))
+
+
+def test_parameter_learning_rate_decays_to_the_final_fraction_and_stats_term_is_logged(observed_sections):
+    gan = StereologicalGan(observed_sections, _tiny(3, lr_params=0.04, lr_final_fraction=0.25, stats_weight=0.1))
+    gan.train()
+    np.testing.assert_allclose(gan.opt_params.param_groups[0]["lr"], 0.04 * 0.25, rtol=1e-9)
+    assert all(h["loss_statistics"] is not None and h["loss_statistics"] > 0 for h in gan.history)
+    critic_only = StereologicalGan(observed_sections, _tiny(1, stats_weight=0.0))
+    critic_only.train()
+    assert critic_only.stats_target is None and critic_only.history[0]["loss_statistics"] is None
+    with pytest.raises(ValueError, match="unknown descriptors"):
+        StereologicalGan(observed_sections, _tiny(1, stats_descriptors=("grain_colour",)))
