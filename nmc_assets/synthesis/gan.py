@@ -59,7 +59,7 @@ class GanConfig:
     straight_through: bool = True
     critic_channels: int = 32
     average_last_fraction: float = 0.25
-    stats_weight: float = 0.1
+    stats_weight: float = 0.0
     stats_descriptors: tuple[str, ...] = ("area_um2", "aspect_ratio", "radial_angle_deg")
     seed: int = 0
     learned: tuple[str, ...] = DEFAULT_LEARNED
@@ -174,6 +174,13 @@ class StereologicalGan:
         frac = step / max(c.steps - 1, 1)
         return float(c.tau_start * (c.tau_end / c.tau_start) ** min(frac, 1.0))
 
+    def learning_rate(self, step: int) -> float:
+        """Parameter learning rate: constant for the first half of the steps, then exponential decay to
+        ``lr_final_fraction`` x at the last step (damps the late wandering the tail average sees)."""
+        c = self.config
+        frac = max(0.0, (step / max(c.steps - 1, 1) - 0.5) / 0.5)
+        return float(c.lr_params * c.lr_final_fraction ** min(frac, 1.0))
+
     def fake_batch(self, tau_rel: float, with_descriptors: bool = False):
         """Critic images (B, 2, S, S) of fresh soft sections; with ``with_descriptors`` also their pooled
         per-grain descriptors (torch, differentiable; see :mod:`.soft_descriptors`)."""
@@ -215,8 +222,8 @@ class StereologicalGan:
                 fake, desc = self.fake_batch(tau), None
             w_est, gp = self._critic_steps(fake.detach(), c.n_critic)
             self.opt_params.zero_grad()
-            for group in self.opt_params.param_groups:  # exponential decay to lr_final_fraction (resume-safe: a function of the step)
-                group["lr"] = c.lr_params * c.lr_final_fraction ** (self.step / max(c.steps - 1, 1))
+            for group in self.opt_params.param_groups:  # resume-safe: a function of the step only
+                group["lr"] = self.learning_rate(self.step)
             loss_g = -self.critic(fake).mean()
             loss_stats = self.stats_target.loss(desc) if desc is not None else None
             if loss_stats is not None:

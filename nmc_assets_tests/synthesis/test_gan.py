@@ -78,4 +78,4 @@ def test_parameter_learning_rate_decays_to_the_final_fraction_and_stats_term_is_
     critic_only.train()
     assert critic_only.stats_target is None and critic_only.history[0]["loss_statistics"] is None
     with pytest.raises(ValueError, match="unknown descriptors"):
-        StereologicalGan(observed_sections, _tiny(1, stats_descriptors=("grain_colour",)))
+        StereologicalGan(observed_sections, _tiny(1, stats_weight=0.1, stats_descriptors=("grain_colour",)))
