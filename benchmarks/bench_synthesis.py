@@ -2,6 +2,8 @@
 
 Run:  .venv/bin/python benchmarks/bench_synthesis.py [--gan-steps 400] [--baseline-evals 80] [--parts gan,baseline,generation,shell]
       [--scans-dir DIR]   (folder with virtual scans <scan>.labels.tif + <scan>.json for the shell-fit check)
+      [--gan-seeds 0 1] [--stats-weight 0.1] [--stats-descriptors area_um2,radial_angle_deg] [--lr-final-fraction 0.1]
+      [--gan-key gan_stats_match]   (GAN variants: statistics-matching term, lr decay; results under that key)
 
 Writes benchmarks/results/synthesis.json (all figures); the Markdown summary in benchmarks/results/synthesis.md
 is written from it by hand with commentary.
