@@ -32,6 +32,11 @@ TARGET_KEYS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")
 #: GanConfig overrides per named variant (the default is GanConfig's defaults).
 VARIANTS: dict[str, dict] = {
     "default": {},
+    "half_average": {"average_last_fraction": 0.5},
+    "half_average_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1},
+    "radial_critic": {"average_last_fraction": 0.5, "radial_channels": True},
+    "radial_critic_angle_stats": {"average_last_fraction": 0.5, "radial_channels": True, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
+    "angle_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
     "momentum": {"params_betas": (0.9, 0.99), "average_last_fraction": 0.5},
     "stats": {"stats_weight": 0.1},
     "momentum_stats": {"params_betas": (0.9, 0.99), "average_last_fraction": 0.5, "stats_weight": 0.1},

@@ -61,6 +61,7 @@ class GanConfig:
     straight_through: bool = True
     critic_channels: int = 32
     average_last_fraction: float = 0.25
+    radial_channels: bool = False
     stats_weight: float = 0.0
     stats_descriptors: tuple[str, ...] = ("area_um2", "aspect_ratio", "radial_angle_deg")
     seed: int = 0
@@ -85,13 +86,13 @@ class GanConfig:
         return cls(**d)
 
 
-def make_critic(channels: int = 32):
-    """Small conv critic: 4 stride-2 convs (2 -> c -> 2c -> 2c -> 4c), LeakyReLU, no normalisation, linear head."""
+def make_critic(channels: int = 32, in_channels: int = 2):
+    """Small conv critic: 4 stride-2 convs (in -> c -> 2c -> 2c -> 4c), LeakyReLU, no normalisation, linear head."""
     import torch.nn as nn
 
     c = channels
     return nn.Sequential(
-        nn.Conv2d(2, c, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(in_channels, c, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(c, 2 * c, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(2 * c, 2 * c, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.LeakyReLU(0.2),
@@ -107,6 +108,29 @@ def gradient_penalty(critic, real, fake):
     out = critic(mix)
     (grad,) = torch.autograd.grad(out.sum(), mix, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def radial_field(size: int, device=None, dtype=None):
+    """(2, S, S) orientation field of the direction from the canvas centre: cos 2psi and sin 2psi.
+
+    Appended (times the particle mask) to the critic's input when ``radial_channels`` is on, so that its
+    local filters can compare a boundary's orientation with the radial direction (the alignment signal).
+    It depends only on the pixel's position relative to the centre, so it is also the right field for
+    every rot90/flip of a section about its centre (the augmentation).
+    """
+    import torch
+
+    c = torch.arange(size, dtype=dtype or torch.float32, device=device) - (size - 1) / 2
+    rr, cc = torch.meshgrid(c, c, indexing="ij")
+    n2 = (rr * rr + cc * cc).clamp(min=1e-6)
+    return torch.stack([(rr * rr - cc * cc) / n2, 2 * rr * cc / n2])
+
+
+def with_radial_channels(batch, field):
+    """(B, 2, S, S) boundary map + mask -> (B, 4, S, S) with mask * cos 2psi and mask * sin 2psi."""
+    import torch
+
+    return torch.cat([batch, batch[:, 1:2] * field[None].to(batch.dtype)], dim=1)
 
 
 def _augment(batch, rng: np.random.Generator):
@@ -154,7 +178,8 @@ class StereologicalGan:
         self.real = torch.as_tensor(critic_images(sections, config.canvas_px), device=self.device)
         torch.manual_seed(config.seed)
         self.z = torch.nn.Parameter(torch.tensor(to_unconstrained(self.base, self.names), dtype=torch.float32, device=self.device))
-        self.critic = make_critic(config.critic_channels).to(self.device)
+        self.field = radial_field(config.canvas_px, device=self.device) if config.radial_channels else None
+        self.critic = make_critic(config.critic_channels, 4 if config.radial_channels else 2).to(self.device)
         self.opt_params = torch.optim.Adam([self.z], lr=config.lr_params, betas=tuple(config.params_betas))
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
         self.rng = np.random.default_rng(config.seed)
@@ -187,7 +212,7 @@ class StereologicalGan:
         return float(c.lr_params * c.lr_final_fraction ** min(frac, 1.0))
 
     def fake_batch(self, tau_rel: float, with_descriptors: bool = False):
-        """Critic images (B, 2, S, S) of fresh soft sections; with ``with_descriptors`` also their pooled
+        """Critic images (B, C, S, S) of fresh soft sections; with ``with_descriptors`` also their pooled
         per-grain descriptors (torch, differentiable; see :mod:`.soft_descriptors`)."""
         import torch
 
@@ -197,14 +222,17 @@ class StereologicalGan:
             for _ in range(self.config.batch_size)
         ]
         if not with_descriptors:
-            return torch.stack(out).float()
-        imgs = torch.stack([o[0] for o in out]).float()
+            return self._critic_input(torch.stack(out).float())
+        imgs = self._critic_input(torch.stack([o[0] for o in out]).float())
         desc = {k: torch.cat([o[1][k] for o in out]) for k in out[0][1]}
         return imgs, desc
 
     def real_batch(self):
         idx = self.rng.integers(len(self.real), size=self.config.batch_size)
-        return _augment(self.real[idx], self.rng)
+        return self._critic_input(_augment(self.real[idx], self.rng))
+
+    def _critic_input(self, batch):
+        return with_radial_channels(batch, self.field) if self.field is not None else batch
 
     def train(self, log: Callable[[str], None] | None = None, checkpoint_path: str | Path | None = None, checkpoint_every: int = 0, stop_at: int | None = None) -> list[dict]:
         """Run until ``config.steps`` steps are done (continues a resumed state); ``stop_at`` interrupts

@@ -93,3 +93,21 @@ def test_same_seed_gives_byte_identical_checkpoints(observed_sections, tmp_path)
     other = StereologicalGan(observed_sections, _tiny(2, seed=4))
     other.train()
     assert other.save(tmp_path / "c" / "checkpoint.pt").read_bytes() != paths[0].read_bytes()
+
+
+def test_radial_channels_give_the_critic_the_radial_direction(observed_sections):
+    from nmc_assets.synthesis.gan import radial_field
+
+    field = radial_field(8)
+    assert field.shape == (2, 8, 8)
+    # cos 2psi is +1 along the row axis through the centre and -1 along the column axis
+    assert field[0, 0, 3] > 0.9 and field[0, 3, 0] < -0.9
+    # on the diagonals sin 2psi = +-1
+    assert field[1, 0, 0] > 0.99 and field[1, 0, 7] < -0.99
+    gan = StereologicalGan(observed_sections, _tiny(1, radial_channels=True))
+    real = gan.real_batch()
+    assert real.shape[1] == 4
+    # outside the particle the extra channels are 0, inside they are the field
+    np.testing.assert_allclose(real[:, 2].numpy(), (real[:, 1] * gan.field[0]).numpy())
+    gan.train()
+    assert len(gan.history) == 1 and gan.fake_batch(0.5).shape == real.shape

@@ -1,0 +1,30 @@
+from dataclasses import replace
+
+import pytest
+
+from nmc_assets.synthesis.quality import calibration_report, parameter_errors
+from nmc_assets.synthesis.sections import DESCRIPTORS
+
+
+def test_report_scores_the_truth_better_than_a_wrong_model(observed_sections, reference_params):
+    sections = observed_sections[:12]
+    truth = calibration_report(sections, reference_params, reference_params, n_pairs=2, generated_factor=2)
+    wrong_params = replace(reference_params, density_per_um3=0.4)
+    wrong = calibration_report(sections, wrong_params, reference_params, n_pairs=2, generated_factor=2)
+    assert truth["n_generated_sections"] == 24 and truth["n_pairs"] == 2
+    assert set(truth["distance_ratio"]) == set(DESCRIPTORS)
+    assert truth["relative_error"]["density_per_um3"] == 0.0
+    assert wrong["relative_error"]["density_per_um3"] == pytest.approx(-0.6)
+    # fewer, larger grains: grains per section and areas are far off
+    assert wrong["distance_ratio"]["grains_per_section"] > 3 * truth["distance_ratio"]["grains_per_section"]
+    assert wrong["distance_ratio"]["area_um2"] > 2 * truth["distance_ratio"]["area_um2"]
+    with pytest.raises(ValueError, match="n_pairs"):
+        calibration_report(sections, reference_params, n_pairs=0)
+
+
+def test_parameter_errors_report_the_mean_elongation(reference_params):
+    longer = replace(reference_params, elongation_log_mean=reference_params.elongation_log_mean + 0.1)
+    err = parameter_errors(longer, reference_params, ("elongation_log_mean", "alignment_spread_deg"))
+    assert set(err) == {"mean_elongation", "alignment_spread_deg"}
+    assert err["alignment_spread_deg"] == 0.0
+    assert err["mean_elongation"] == pytest.approx(longer.mean_elongation / reference_params.mean_elongation - 1)
