@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "calibration_robustness.jsonl"
-TARGET_KEYS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")
+TARGET_KEYS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")  # = quality.TARGET_PARAMETERS
 
 #: GanConfig overrides per named variant (the default is GanConfig's defaults).
 VARIANTS: dict[str, dict] = {
@@ -36,6 +36,8 @@ VARIANTS: dict[str, dict] = {
     "half_average_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1},
     "radial_critic": {"average_last_fraction": 0.5, "radial_channels": True},
     "radial_critic_angle_stats": {"average_last_fraction": 0.5, "radial_channels": True, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
+    "radial_critic_3p": {"average_last_fraction": 0.5, "radial_channels": True, "learned": ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")},
+    "critic_3p": {"average_last_fraction": 0.5, "learned": ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")},
     "angle_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
     "momentum": {"params_betas": (0.9, 0.99), "average_last_fraction": 0.5},
     "stats": {"stats_weight": 0.1},
@@ -65,14 +67,11 @@ def start_params(ref):
 
 
 def _summary_row(rep: dict) -> dict:
-    err = rep.get("relative_error", {})
-    ratio = rep["distance_ratio"]
-    return {
-        "relative_error": err,
-        "distance_ratio": ratio,
-        "recovery_ok": all(abs(err.get(k, float("inf"))) <= 0.15 for k in TARGET_KEYS) if err else None,
-        "distances_ok": all(v <= 1.5 for v in ratio.values()),
-    }
+    from nmc_assets.synthesis.quality import judge
+
+    verdict = judge(rep)
+    return {"relative_error": rep.get("relative_error", {}), "distance_ratio": rep["distance_ratio"],
+            "recovery_ok": verdict["recovery_ok"], "distances_ok": verdict["distances_ok"]}
 
 
 def run_truth(obs_seed: int, n: int) -> dict:

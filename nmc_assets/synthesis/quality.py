@@ -21,6 +21,9 @@ from nmc_assets.synthesis.baseline import sections_like_observed
 from nmc_assets.synthesis.sections import DESCRIPTORS, Section, descriptor_distances, descriptor_samples
 from nmc_assets.synthesis.soft_model import GrainModelParams
 
+#: The parameters whose recovery the calibration targets (the others are reported, not judged).
+TARGET_PARAMETERS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")
+
 RECOVERY_KEYS = {
     "density_per_um3": "density_per_um3",
     "elongation_log_mean": "mean_elongation",
@@ -72,3 +75,12 @@ def calibration_report(sections: list[Section], calibrated: GrainModelParams, re
         rep["reference_params"] = reference.to_dict()
         rep["relative_error"] = parameter_errors(calibrated, reference, learned)
     return rep
+
+
+def judge(report: dict, max_distance_ratio: float = 1.5, max_relative_error: float = 0.15) -> dict:
+    """Pass/fail of a :func:`calibration_report`: every descriptor ratio <= ``max_distance_ratio``, and
+    (reference known) every target parameter (:data:`TARGET_PARAMETERS`) within ``max_relative_error``."""
+    distances_ok = all(r <= max_distance_ratio for r in report["distance_ratio"].values())
+    errors = {k: v for k, v in report.get("relative_error", {}).items() if k in TARGET_PARAMETERS}
+    recovery_ok = all(abs(v) <= max_relative_error for v in errors.values()) if errors else None
+    return {"distances_ok": distances_ok, "recovery_ok": recovery_ok, "passed": bool(distances_ok and recovery_ok is not False)}

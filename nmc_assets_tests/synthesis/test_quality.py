@@ -28,3 +28,15 @@ def test_parameter_errors_report_the_mean_elongation(reference_params):
     assert set(err) == {"mean_elongation", "alignment_spread_deg"}
     assert err["alignment_spread_deg"] == 0.0
     assert err["mean_elongation"] == pytest.approx(longer.mean_elongation / reference_params.mean_elongation - 1)
+
+
+def test_judge_covers_the_target_parameters_only():
+    from nmc_assets.synthesis.quality import judge
+
+    rep = {"distance_ratio": {"area_um2": 0.9, "grains_per_section": 1.4},
+           "relative_error": {"density_per_um3": 0.1, "mean_elongation": -0.14, "alignment_spread_deg": 0.0, "elongation_log_sd": 0.8}}
+    assert judge(rep) == {"distances_ok": True, "recovery_ok": True, "passed": True}
+    assert judge({**rep, "distance_ratio": {"area_um2": 1.6}})["passed"] is False
+    assert judge({**rep, "relative_error": {"density_per_um3": -0.2}}) == {"distances_ok": True, "recovery_ok": False, "passed": False}
+    # reference unknown: only the distances decide
+    assert judge({"distance_ratio": {"area_um2": 1.2}}) == {"distances_ok": True, "recovery_ok": None, "passed": True}
