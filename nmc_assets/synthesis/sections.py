@@ -209,10 +209,11 @@ def label_boundary_map(labels: np.ndarray) -> np.ndarray:
 
 
 def centre_crop(img: np.ndarray, centre_rc: tuple[float, float], size: int) -> np.ndarray:
-    """``size`` x ``size`` window of ``img`` centred on ``centre_rc`` (zero padding outside)."""
+    """``size`` x ``size`` window of ``img`` with ``centre_rc`` at the window's centre (size - 1) / 2 to
+    within half a pixel, unbiased (as the generated sections' canvases; zero padding outside)."""
     out = np.zeros((size, size), img.dtype)
-    r0 = int(round(centre_rc[0])) - size // 2
-    c0 = int(round(centre_rc[1])) - size // 2
+    r0 = int(round(centre_rc[0] - (size - 1) / 2))
+    c0 = int(round(centre_rc[1] - (size - 1) / 2))
     rs, cs = max(r0, 0), max(c0, 0)
     re, ce = min(r0 + size, img.shape[0]), min(c0 + size, img.shape[1])
     if re > rs and ce > cs:

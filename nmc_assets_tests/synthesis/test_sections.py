@@ -81,3 +81,19 @@ def test_write_read_roundtrip_and_errors(tmp_path):
     (bad / "x.json").write_text(json.dumps({"pixel_size_um": -1}))
     with pytest.raises(ValueError, match="pixel_size_um must be positive"):
         read_sections(bad)
+
+
+def test_centre_crop_puts_the_centre_at_the_window_centre():
+    from nmc_assets.synthesis.sections import centre_crop
+
+    img = np.zeros((40, 40), np.float32)
+    img[20, 21] = 1.0
+    for size in (8, 9):
+        out = centre_crop(img, (20.0, 21.0), size)
+        r, c = np.argwhere(out)[0]
+        assert abs(r - (size - 1) / 2) <= 0.5 and abs(c - (size - 1) / 2) <= 0.5
+    # mean offset over sub-pixel centres is ~0 (no half-pixel bias against the generated canvases)
+    offs = [np.argwhere(centre_crop(img, (20.0 + f, 21.0 + f), 8))[0][0] - 3.5 + f for f in np.linspace(-0.49, 0.49, 50)]
+    assert abs(np.mean(offs)) < 0.05
+    # the window clips at the image border with zero padding
+    assert centre_crop(img, (0.0, 0.0), 8).shape == (8, 8)
