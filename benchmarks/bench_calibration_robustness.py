@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_synthesis import reference, start_params  # noqa: E402  (same reference and start 50 % off as bench_synthesis)
 
 RESULTS = ROOT / "benchmarks" / "results" / "calibration_robustness.jsonl"
 TARGET_KEYS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")  # = quality.TARGET_PARAMETERS
@@ -46,24 +49,8 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def reference_spec() -> dict:
-    return json.loads((ROOT / "nmc_assets" / "synthesis" / "data" / "reference_grain_params.json").read_text())
-
-
 def observed_sample(obs_seed: int, n: int):
-    from nmc_assets.synthesis.soft_model import GrainModelParams, hard_sections
-
-    spec = reference_spec()
-    ref = GrainModelParams.from_dict(spec["grain_params"])
-    return ref, hard_sections(ref, [spec["particle_radius_um"]] * n, [spec["pixel_size_um"]] * n, seed=obs_seed)
-
-
-def start_params(ref):
-    from nmc_assets.synthesis.soft_model import GrainModelParams
-
-    return GrainModelParams.with_mean_elongation(ref.mean_elongation * 1.5, 0.35, density_per_um3=ref.density_per_um3 * 0.5,
-                                                 alignment_spread_deg=ref.alignment_spread_deg * 1.5, weight_spread=ref.weight_spread,
-                                                 hard_core_fraction=ref.hard_core_fraction)
+    return reference(obs_seed, n)
 
 
 def _summary_row(rep: dict) -> dict:

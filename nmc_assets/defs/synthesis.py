@@ -169,7 +169,7 @@ def load_shell_params(layout):
 
 # ------------------------------------------------------------------------------------------------------
 class GrainModelConfig(dg.Config):
-    steps: int = Field(default=60, description="parameter updates (demo default 60: about 3 min with the quality check on 2 heavily shared CPU cores; recovery within 15 % needs ~400, see benchmarks)")
+    steps: int = Field(default=1200, description="parameter updates (1200: the budget of the robustness benchmark, ~4-7 min on 2 CPU cores; the parameters settle within ~500; `make demo` runs 400). A run with more steps resumes the checkpoint of a shorter one")
     batch_size: int = Field(default=8, description="sections per batch")
     n_critic: int = Field(default=5, description="critic updates per parameter update")
     lr_params: float = Field(default=0.03, description="Adam learning rate of the log-parameters")
