@@ -129,14 +129,17 @@ def main() -> None:
     if args.summary:
         print(summary())
         return
+    import subprocess
+
     machine = f"{platform.machine()} {platform.processor() or ''}".strip()
+    code_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     tasks = []
     with ProcessPoolExecutor(args.jobs) as pool:
         if args.truth:
             tasks += [pool.submit(run_truth, s, args.n_sections) for s in args.obs_seeds]
         tasks += [pool.submit(run_gan, v, s, args.n_sections, g, args.steps) for v in args.variants for s in args.obs_seeds for g in args.gan_seeds]
         for fut in as_completed(tasks):
-            rec = {**fut.result(), "machine": machine, "date": time.strftime("%Y-%m-%d")}
+            rec = {**fut.result(), "machine": machine, "date": time.strftime("%Y-%m-%d"), "code_rev": code_rev}
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             with RESULTS.open("a") as fh:
                 fh.write(json.dumps(rec, default=float) + "\n")

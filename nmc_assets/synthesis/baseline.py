@@ -2,28 +2,26 @@
 
 Objective: sum over the four section descriptors of W1(observed, generated) / sd(observed), where the
 generated sections are hard-tessellation sections of the current parameters, cut like the observed ones
-(bootstrapped observed section radii and pixel sizes). Every evaluation uses the same seed (common
+(:class:`.section_geometry.SectionGeometry` fitted to them). Every evaluation uses the same seed (common
 random numbers), so the objective is a deterministic function of the parameters. The optimisation runs
 in the same unconstrained (log) coordinates and from the same initial guess as the GAN.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from nmc_assets.synthesis.section_geometry import SectionGeometry
 from nmc_assets.synthesis.sections import Section, descriptor_samples, descriptor_scales, normalised_distance
 from nmc_assets.synthesis.soft_model import (
     DEFAULT_LEARNED,
-    MAX_OFFSET_FRACTION,
     GrainModelParams,
     from_unconstrained,
     hard_section,
-    random_plane,
     to_unconstrained,
 )
 
@@ -38,16 +36,10 @@ class BaselineConfig:
     initial: dict = field(default_factory=dict)
 
 
-def sections_like_observed(params: GrainModelParams, radii: np.ndarray, pixels: np.ndarray, n: int, seed: int) -> list[Section]:
-    """``n`` hard sections whose section radii/pixel sizes are bootstrapped from the observed ones."""
+def sections_like_observed(params: GrainModelParams, geometry: SectionGeometry, n: int, seed: int) -> list[Section]:
+    """``n`` hard sections cut like the observed ones (``geometry``: their fitted particle radius law and pixel sizes)."""
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        k = int(rng.integers(len(radii)))
-        f = rng.uniform(0, MAX_OFFSET_FRACTION)
-        R = float(radii[k]) / math.sqrt(1 - f * f)
-        out.append(hard_section(params, random_plane(rng, R, float(pixels[k]), offset_fraction=f), rng))
-    return out
+    return [hard_section(params, geometry.sample_plane(rng), rng) for _ in range(n)]
 
 
 def calibrate_by_descriptors(sections: list[Section], config: BaselineConfig, log: Callable[[str], None] | None = None) -> dict:
@@ -58,8 +50,7 @@ def calibrate_by_descriptors(sections: list[Section], config: BaselineConfig, lo
         raise ValueError("descriptor baseline: no observed sections")
     base = GrainModelParams.from_dict(config.initial) if config.initial else GrainModelParams()
     names = tuple(config.learned)
-    radii = np.array([s.equivalent_radius_um() for s in sections])
-    pixels = np.array([s.pixel_size_um for s in sections])
+    geometry = SectionGeometry.fit(sections)
     observed = descriptor_samples(sections)
     scale = descriptor_scales(observed)
     history: list[dict] = []
@@ -67,7 +58,7 @@ def calibrate_by_descriptors(sections: list[Section], config: BaselineConfig, lo
 
     def objective(z):
         p = from_unconstrained(z, base, names)
-        gen = descriptor_samples(sections_like_observed(p, radii, pixels, config.sections_per_evaluation, config.seed))
+        gen = descriptor_samples(sections_like_observed(p, geometry, config.sections_per_evaluation, config.seed))
         val = normalised_distance(observed, gen, scale)
         history.append({"evaluation": len(history) + 1, "objective": val, "seconds": time.perf_counter() - t0, **p.to_dict()})
         if log and len(history) % 10 == 0:

@@ -23,18 +23,17 @@ and the checkpoint hash that a published dataset records changes only when the c
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from nmc_assets.synthesis.section_geometry import SectionGeometry
 from nmc_assets.synthesis.sections import Section, critic_images
 from nmc_assets.synthesis.soft_descriptors import StatisticsTarget
 from nmc_assets.synthesis.soft_model import (
     DEFAULT_LEARNED,
-    MAX_OFFSET_FRACTION,
     GrainModelParams,
     SectionPlane,
     from_unconstrained,
@@ -149,22 +148,6 @@ def _augment(batch, rng: np.random.Generator):
     return torch.stack(out)
 
 
-def observed_geometry(sections: list[Section]) -> tuple[np.ndarray, np.ndarray]:
-    """Equivalent section radii (um) and pixel sizes (um) of the observed sections."""
-    return (np.array([s.equivalent_radius_um() for s in sections]), np.array([s.pixel_size_um for s in sections]))
-
-
-def sample_plane_like_observed(rng: np.random.Generator, radii: np.ndarray, pixels: np.ndarray, size_px: int | None) -> SectionPlane:
-    """A plane whose section radius equals a bootstrapped observed one: offset fraction f ~ U(0, 0.5),
-    particle radius r / sqrt(1 - f^2), observed pixel size."""
-    from nmc_assets.synthesis.soft_model import random_plane
-
-    k = int(rng.integers(len(radii)))
-    f = rng.uniform(0, MAX_OFFSET_FRACTION)
-    R = float(radii[k]) / math.sqrt(1 - f * f)
-    return random_plane(rng, R, float(pixels[k]), size_px=size_px, offset_fraction=f)
-
-
 class StereologicalGan:
     """Training state: unconstrained parameters, critic, optimizers, history; ``train`` runs to ``config.steps``."""
 
@@ -177,7 +160,7 @@ class StereologicalGan:
         self.device = torch.device(device or "cpu")
         self.base = GrainModelParams.from_dict(config.initial).validate()
         self.names = tuple(config.learned)
-        self.radii, self.pixels = observed_geometry(sections)
+        self.geometry = SectionGeometry.fit(sections)
         self.real = torch.as_tensor(critic_images(sections, config.canvas_px), device=self.device)
         torch.manual_seed(config.seed)
         self.z = torch.nn.Parameter(torch.tensor(to_unconstrained(self.base, self.names), dtype=torch.float32, device=self.device))
@@ -221,7 +204,7 @@ class StereologicalGan:
 
         tp = torch_params(self.z, self.base, self.names)
         out = [
-            soft_section_image(tp, self.base, sample_plane_like_observed(self.rng, self.radii, self.pixels, self.config.canvas_px), self.rng, tau_rel, device=self.device, straight_through=self.config.straight_through, return_descriptors=with_descriptors)
+            soft_section_image(tp, self.base, self.geometry.sample_plane(self.rng, self.config.canvas_px), self.rng, tau_rel, device=self.device, straight_through=self.config.straight_through, return_descriptors=with_descriptors)
             for _ in range(self.config.batch_size)
         ]
         if not with_descriptors:

@@ -1,8 +1,8 @@
 """Calibration quality: section-descriptor distances and parameter recovery.
 
 - ``distances``: W1 per descriptor between the observed sections and ``generated_factor`` x as many hard
-  sections of the calibrated model (cut like the observed ones: bootstrapped section radii and pixel
-  sizes). The larger generated sample measures the distance to the *model* rather than to one more
+  sections of the calibrated model (cut like the observed ones: the particle radius law and pixel sizes
+  of :class:`.section_geometry.SectionGeometry` fitted to them). The larger generated sample measures the distance to the *model* rather than to one more
   finite draw of it: with equal sizes the observed-vs-generated distance of a perfect model is itself a
   two-sample distance, and one such draw exceeds 1.5x the mean in about a third of observed samples.
 - ``two_sample_distances``: W1 between two independent samples of the same size from the reference model
@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from nmc_assets.synthesis.baseline import sections_like_observed
+from nmc_assets.synthesis.section_geometry import SectionGeometry
 from nmc_assets.synthesis.sections import DESCRIPTORS, Section, descriptor_distances, descriptor_samples
 from nmc_assets.synthesis.soft_model import GrainModelParams
 
@@ -50,15 +51,14 @@ def calibration_report(sections: list[Section], calibrated: GrainModelParams, re
     if n_pairs < 1 or generated_factor < 1:
         raise ValueError(f"calibration_report: n_pairs and generated_factor must be >= 1, got {n_pairs}, {generated_factor}")
     n = len(sections)
-    radii = np.array([s.equivalent_radius_um() for s in sections])
-    pixels = np.array([s.pixel_size_um for s in sections])
+    geometry = SectionGeometry.fit(sections)
     observed = descriptor_samples(sections)
-    generated = descriptor_samples(sections_like_observed(calibrated, radii, pixels, generated_factor * n, seed))
+    generated = descriptor_samples(sections_like_observed(calibrated, geometry, generated_factor * n, seed))
     model = reference or calibrated
     pairs = []
     for i in range(n_pairs):
-        a = descriptor_samples(sections_like_observed(model, radii, pixels, n, seed + 1 + 2 * i))
-        b = descriptor_samples(sections_like_observed(model, radii, pixels, n, seed + 2 + 2 * i))
+        a = descriptor_samples(sections_like_observed(model, geometry, n, seed + 1 + 2 * i))
+        b = descriptor_samples(sections_like_observed(model, geometry, n, seed + 2 + 2 * i))
         pairs.append(descriptor_distances(a, b))
     dist = descriptor_distances(observed, generated)
     two = {k: float(np.mean([p[k] for p in pairs])) for k in DESCRIPTORS}

@@ -21,9 +21,10 @@ def _tiny(steps: int, **kw) -> GanConfig:
 
 def _distance(sections, params: GrainModelParams) -> float:
     """Normalised descriptor distance to the observed sections, mean over two generated samples of 64."""
-    radii = np.array([s.equivalent_radius_um() for s in sections])
+    from nmc_assets.synthesis.section_geometry import SectionGeometry
+
     obs = descriptor_samples(sections)
-    gens = [descriptor_samples(sections_like_observed(params, radii, np.full(len(radii), 0.1), 64, seed=s)) for s in (98, 99)]
+    gens = [descriptor_samples(sections_like_observed(params, SectionGeometry.fit(sections), 64, seed=s)) for s in (98, 99)]
     return float(np.mean([normalised_distance(obs, g, descriptor_scales(obs)) for g in gens]))
 
 
