@@ -34,6 +34,7 @@ from nmc_assets.synthesis.sections import Section, critic_images
 from nmc_assets.synthesis.soft_descriptors import StatisticsTarget
 from nmc_assets.synthesis.soft_model import (
     DEFAULT_LEARNED,
+    LEARNABLE,
     GrainModelParams,
     SectionPlane,
     from_unconstrained,
@@ -66,6 +67,10 @@ class GanConfig:
     radial_channels: bool = True
     stats_weight: float = 0.0
     stats_descriptors: tuple[str, ...] = ("area_um2", "aspect_ratio", "radial_angle_deg")
+    #: learned parameters that follow the critic's gradient (None: all; names not learned are ignored)
+    critic_params: tuple[str, ...] | None = None
+    #: learned parameters that follow the statistics term's gradient (None: all; needs stats_weight > 0)
+    stats_params: tuple[str, ...] | None = None
     seed: int = 0
     learned: tuple[str, ...] = DEFAULT_LEARNED
     initial: dict = field(default_factory=lambda: GrainModelParams.with_mean_elongation(3.3, 0.3, density_per_um3=1.0, alignment_spread_deg=22.5).to_dict())
@@ -75,6 +80,8 @@ class GanConfig:
         d["learned"] = list(self.learned)
         d["stats_descriptors"] = list(self.stats_descriptors)
         d["params_betas"] = list(self.params_betas)
+        for key in ("critic_params", "stats_params"):
+            d[key] = None if d[key] is None else list(d[key])
         return d
 
     @classmethod
@@ -85,6 +92,9 @@ class GanConfig:
             d["stats_descriptors"] = tuple(d["stats_descriptors"])
         if "params_betas" in d:
             d["params_betas"] = tuple(d["params_betas"])
+        for key in ("critic_params", "stats_params"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -170,6 +180,7 @@ class StereologicalGan:
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
         self.rng = np.random.default_rng(config.seed)
         self.stats_target = StatisticsTarget(sections, descriptors=config.stats_descriptors) if config.stats_weight > 0 else None
+        self.critic_mask, self.stats_mask = self._gradient_masks()
         self.history: list[dict] = []
         self.step = 0
 
@@ -244,10 +255,7 @@ class StereologicalGan:
                 group["lr"] = self.learning_rate(self.step)
             loss_g = -self.critic(fake).mean()
             loss_stats = self.stats_target.loss(desc) if desc is not None else None
-            if loss_stats is not None:
-                (loss_g + c.stats_weight * loss_stats).backward()
-            else:
-                loss_g.backward()
+            self.z.grad = self._combined_gradient(loss_g, loss_stats)
             self.opt_params.step()
             self.step += 1
             p = self.current_params()
@@ -275,6 +283,33 @@ class StereologicalGan:
             if checkpoint_path and checkpoint_every and self.step % checkpoint_every == 0 and self.step < c.steps:
                 self.save(checkpoint_path)
         return self.history
+
+    def _gradient_masks(self):
+        """0/1 masks over ``self.names``: which learned parameters follow the critic, which the statistics term."""
+        import torch
+
+        c = self.config
+        for key in ("critic_params", "stats_params"):
+            unknown = set(getattr(c, key) or ()) - set(LEARNABLE)
+            if unknown:
+                raise ValueError(f"{key}: unknown parameters {sorted(unknown)} (learnable: {list(LEARNABLE)})")
+        critic = [1.0 if c.critic_params is None or n in c.critic_params else 0.0 for n in self.names]
+        stats = [1.0 if self.stats_target is not None and (c.stats_params is None or n in c.stats_params) else 0.0 for n in self.names]
+        orphans = [n for n, a, b in zip(self.names, critic, stats) if a == 0 and b == 0]
+        if orphans:
+            raise ValueError(f"learned parameters {orphans} follow neither the critic nor the statistics term (critic_params / stats_params / stats_weight)")
+        return (torch.tensor(critic, dtype=self.z.dtype, device=self.device), torch.tensor(stats, dtype=self.z.dtype, device=self.device))
+
+    def _combined_gradient(self, loss_g, loss_stats):
+        """critic_mask * d loss_g / dz + stats_weight * stats_mask * d loss_stats / dz."""
+        import torch
+
+        (grad,) = torch.autograd.grad(loss_g, self.z, retain_graph=loss_stats is not None)
+        grad = grad * self.critic_mask
+        if loss_stats is not None:
+            (g_stats,) = torch.autograd.grad(loss_stats, self.z)
+            grad = grad + self.config.stats_weight * self.stats_mask * g_stats
+        return grad
 
     def _critic_steps(self, fake_d, n: int):
         """``n`` WGAN-GP critic updates against fresh real batches; returns the last (W estimate, GP)."""

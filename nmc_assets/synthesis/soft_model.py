@@ -33,6 +33,8 @@ from nmc_assets.synthesis.sections import Section
 #: shapes and orientations) is confounded with the alignment spread, and learning both let the alignment
 #: drift to -50 to -80 % in the robustness benchmark; it stays at its configured value unless listed.
 DEFAULT_LEARNED = ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")
+#: Every parameter a calibration can learn (in the unconstrained coordinates of :func:`to_unconstrained`).
+LEARNABLE = ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "alignment_spread_deg", "weight_spread")
 #: Offsets of section planes from the particle centre: uniform in [0, MAX_OFFSET_FRACTION * R].
 MAX_OFFSET_FRACTION = 0.5
 

@@ -112,3 +112,19 @@ def test_radial_channels_give_the_critic_the_radial_direction(observed_sections)
     np.testing.assert_allclose(real[:, 2].numpy(), (real[:, 1] * gan.field[0]).numpy())
     gan.train()
     assert len(gan.history) == 1 and gan.fake_batch(0.5).shape == real.shape
+
+
+def test_parameters_follow_the_critic_or_the_statistics_term_as_configured(observed_sections):
+    cfg = _tiny(1, stats_weight=2.0, stats_descriptors=("radial_angle_deg",),
+                critic_params=("density_per_um3", "elongation_log_mean", "elongation_log_sd"), stats_params=("alignment_spread_deg",))
+    gan = StereologicalGan(observed_sections, cfg)
+    assert gan.names == ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")
+    a, b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 30.0])
+    grad = gan._combined_gradient((gan.z * a).sum(), (gan.z * b).sum())
+    np.testing.assert_allclose(grad.numpy(), [1.0, 2.0, 2.0 * 30.0])
+    gan.train()
+    assert gan.history[0]["loss_statistics"] is not None
+    with pytest.raises(ValueError, match="follow neither"):
+        StereologicalGan(observed_sections, _tiny(1, critic_params=("density_per_um3",)))
+    with pytest.raises(ValueError, match="unknown parameters"):
+        StereologicalGan(observed_sections, _tiny(1, critic_params=("grain_colour",)))
