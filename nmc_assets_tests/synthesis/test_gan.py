@@ -75,7 +75,7 @@ def test_parameter_learning_rate_decays_to_the_final_fraction_and_stats_term_is_
     gan.train()
     np.testing.assert_allclose(gan.opt_params.param_groups[0]["lr"], 0.04 * 0.25, rtol=1e-9)
     assert all(h["loss_statistics"] is not None and h["loss_statistics"] > 0 for h in gan.history)
-    critic_only = StereologicalGan(observed_sections, _tiny(1, stats_weight=0.0))
+    critic_only = StereologicalGan(observed_sections, _tiny(1, stats_weight=0.0, critic_params=None))
     critic_only.train()
     assert critic_only.stats_target is None and critic_only.history[0]["loss_statistics"] is None
     with pytest.raises(ValueError, match="unknown descriptors"):
