@@ -103,13 +103,13 @@ def summary(path: Path = RESULTS) -> str:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["kind"], r.get("variant", "-"), r.get("steps", 0), r["n_sections"]), []).append(r)
+        groups.setdefault((r["kind"], r.get("label") or r.get("variant", "-"), r.get("steps", 0), r["n_sections"]), []).append(r)
     out = ["| method | steps | sections | runs | recovery within 15 % | all ratios <= 1.5 | median abs error density / elongation / alignment | max abs error | median ratio area / aspect / angle / grains |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for (kind, variant, steps, n), rs in sorted(groups.items()):
+    for (kind, variant, steps, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "truth", kv[0][3], kv[0][1])):
         err = np.array([[abs(r["relative_error"][k]) for k in TARGET_KEYS] for r in rs]) * 100
         rat = np.array([[r["distance_ratio"][k] for k in ("area_um2", "aspect_ratio", "radial_angle_deg", "grains_per_section")] for r in rs])
-        name = "true parameters" if kind == "truth" else f"GAN {variant}"
+        name = variant if kind == "truth" and variant != "-" else ("true parameters" if kind == "truth" else variant)
         out.append(
             f"| {name} | {steps or '-'} | {n} | {len(rs)} | {sum(bool(r['recovery_ok']) for r in rs)}/{len(rs)} | {sum(r['distances_ok'] for r in rs)}/{len(rs)} "
             f"| {' / '.join(f'{v:.1f} %' for v in np.median(err, 0))} | {' / '.join(f'{v:.1f} %' for v in err.max(0))} "

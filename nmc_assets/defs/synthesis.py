@@ -319,6 +319,8 @@ def load_grain_model(layout) -> tuple[dict, Path]:
 class QualityConfig(dg.Config):
     seed: int = Field(default=7, description="seed of the generated comparison sections")
     max_distance_ratio: float = Field(default=1.5, description="pass when every descriptor distance <= ratio x the two-sample reference distance")
+    n_pairs: int = Field(default=2, description="two-sample reference: mean over this many pairs of samples of the observed size (the benchmarks use 4)")
+    generated_factor: int = Field(default=4, description="generated sections per observed section for the observed-vs-model distance")
     max_relative_error: float = Field(default=0.15, description="pass when density, mean elongation and alignment spread are each within this relative error (reference known; other learned parameters are reported)")
 
 
@@ -339,7 +341,8 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     calibrated = GrainModelParams.from_dict(params["grain_params"])
     ref_path = sec_dir / REFERENCE_FILE
     reference = GrainModelParams.from_dict(json.loads(ref_path.read_text())["grain_params"]) if ref_path.exists() else None
-    rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"))
+    rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"),
+                             n_pairs=config.n_pairs, generated_factor=config.generated_factor)
     verdict = judge(rep, config.max_distance_ratio, config.max_relative_error)
     return dg.AssetCheckResult(
         passed=verdict["passed"],
