@@ -44,6 +44,7 @@ VARIANTS: dict[str, dict] = {
     "critic_plus_angle_for_alignment": {"stats_weight": 1.0, "stats_descriptors": ("radial_angle_deg",),
                                         "critic_params": ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "weight_spread"),
                                         "stats_params": ("alignment_spread_deg",)},
+    "default_pool8": {"stats_pool_batches": 7},
     "angle_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
     "momentum": {"params_betas": (0.9, 0.99), "average_last_fraction": 0.5},
     "stats": {"stats_weight": 0.1},

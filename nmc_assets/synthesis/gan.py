@@ -72,6 +72,7 @@ class GanConfig:
     average_last_fraction: float = 0.5
     radial_channels: bool = True
     stats_weight: float = 1.0
+    stats_pool_batches: int = 0
     stats_descriptors: tuple[str, ...] = ("radial_angle_deg",)
     #: learned parameters that follow the critic's gradient (None: all; names not learned are ignored)
     critic_params: tuple[str, ...] | None = ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "weight_spread")
@@ -187,6 +188,7 @@ class StereologicalGan:
         self.rng = np.random.default_rng(config.seed)
         self.stats_target = StatisticsTarget(sections, descriptors=config.stats_descriptors) if config.stats_weight > 0 else None
         self.critic_mask, self.stats_mask = self._gradient_masks()
+        self._pool: list[dict] = []
         self.history: list[dict] = []
         self.step = 0
 
@@ -260,7 +262,7 @@ class StereologicalGan:
             for group in self.opt_params.param_groups:  # resume-safe: a function of the step only
                 group["lr"] = self.learning_rate(self.step)
             loss_g = -self.critic(fake).mean()
-            loss_stats = self.stats_target.loss(desc) if desc is not None else None
+            loss_stats = self.stats_target.loss(desc, self._stats_pool(desc)) if desc is not None else None
             self.z.grad = self._combined_gradient(loss_g, loss_stats)
             self.opt_params.step()
             self.step += 1
@@ -289,6 +291,18 @@ class StereologicalGan:
             if checkpoint_path and checkpoint_every and self.step % checkpoint_every == 0 and self.step < c.steps:
                 self.save(checkpoint_path)
         return self.history
+
+    def _stats_pool(self, desc):
+        """Detached descriptors of the last ``stats_pool_batches`` batches (then this batch joins them)."""
+        import torch
+
+        n = self.config.stats_pool_batches
+        if n <= 0:
+            return None
+        pool = {k: torch.cat([b[k] for b in self._pool]) for k in desc} if self._pool else None
+        self._pool.append({k: v.detach() for k, v in desc.items()})
+        del self._pool[:-n]
+        return pool
 
     def _gradient_masks(self):
         """0/1 masks over ``self.names``: which learned parameters follow the critic, which the statistics term."""
@@ -343,6 +357,7 @@ class StereologicalGan:
             "opt_params": self.opt_params.state_dict(),
             "opt_critic": self.opt_critic.state_dict(),
             "history": self.history,
+            "stats_pool": [{k: v.cpu() for k, v in b.items()} for b in self._pool],
             "rng_state": self.rng.bit_generator.state,
             "torch_rng_state": torch.get_rng_state(),
             "current_params": self.current_params().to_dict(),
@@ -371,6 +386,7 @@ class StereologicalGan:
         self.opt_params.load_state_dict(state["opt_params"])
         self.opt_critic.load_state_dict(state["opt_critic"])
         self.history = list(state["history"])
+        self._pool = [{k: v.to(self.device) for k, v in b.items()} for b in state.get("stats_pool", [])]
         self.step = int(state["step"])
         self.rng.bit_generator.state = state["rng_state"]
         torch.set_rng_state(state["torch_rng_state"])

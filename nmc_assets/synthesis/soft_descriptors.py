@@ -124,11 +124,20 @@ class StatisticsTarget:
         self.quantiles = {k: np.quantile(obs[k], levels) for k in descriptors if len(obs[k]) > 1}
         self.scales = {k: max(float(np.std(obs[k])), 1e-9) for k in self.quantiles}
 
-    def loss(self, generated: dict):
-        """Sum over matched descriptors of W1(generated, observed) / observed sd (dimensionless)."""
+    def loss(self, generated: dict, pool: dict | None = None):
+        """Sum over matched descriptors of W1(generated, observed) / observed sd (dimensionless).
+
+        ``pool``: detached descriptor samples of earlier batches, joined to ``generated`` before the
+        quantiles are taken (the gradient flows through the current batch only). The W1 of a small
+        batch carries its own sampling spread, so minimising its expectation favours parameters that
+        give narrower distributions than the observed one; a larger pooled sample shrinks that bias."""
+        import torch
+
         total = None
         for k, q in self.quantiles.items():
             g = generated[k]
+            if pool and k in pool and len(pool[k]):
+                g = torch.cat([g, pool[k].to(g.dtype)])
             if g.numel() < 2:
                 continue
             term = quantile_w1(g, q) / self.scales[k]

@@ -46,16 +46,17 @@ def test_short_calibration_lowers_descriptor_distance(observed_sections, referen
     assert set(rep["distance_ratio"]) == {"area_um2", "aspect_ratio", "radial_angle_deg", "grains_per_section"}
 
 
-def test_checkpoint_resume_continues_exactly(observed_sections, tmp_path):
-    straight = StereologicalGan(observed_sections, _tiny(4))
+@pytest.mark.parametrize("pool", [0, 2])
+def test_checkpoint_resume_continues_exactly(observed_sections, tmp_path, pool):
+    straight = StereologicalGan(observed_sections, _tiny(4, stats_pool_batches=pool))
     straight.train()
-    first = StereologicalGan(observed_sections, _tiny(4))
+    first = StereologicalGan(observed_sections, _tiny(4, stats_pool_batches=pool))
     first.train(stop_at=2)
     ckpt = first.save(tmp_path / "checkpoint.pt")
     state = torch.load(ckpt, weights_only=False)
     assert {"z", "critic", "opt_params", "opt_critic", "history", "config"} <= set(state)
-    resumed = StereologicalGan.resume(ckpt, observed_sections, _tiny(4))
-    assert resumed.step == 2
+    resumed = StereologicalGan.resume(ckpt, observed_sections, _tiny(4, stats_pool_batches=pool))
+    assert resumed.step == 2 and len(resumed._pool) == min(pool, 2)
     resumed.train()
     assert resumed.step == 4 and len(resumed.history) == 4
     np.testing.assert_allclose(resumed.z.detach().numpy(), straight.z.detach().numpy(), rtol=1e-5)

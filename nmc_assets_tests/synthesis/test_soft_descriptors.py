@@ -44,3 +44,15 @@ def test_statistics_gradient_points_towards_the_reference(observed_sections, ref
     g = dict(zip(gan.names, gan.z.grad.numpy()))
     assert g["density_per_um3"] < 0, g
     assert all(np.isfinite(v) and v != 0 for v in g.values()), g
+
+
+def test_pooled_statistics_loss_uses_the_pool_and_differentiates_the_batch_only(observed_sections):
+    target = StatisticsTarget(observed_sections, descriptors=("radial_angle_deg",))
+    obs = pooled_moment_descriptors(observed_sections)["radial_angle_deg"]
+    batch = torch.as_tensor(np.clip(obs[:40] + 10, 0, 90), dtype=torch.float64).requires_grad_(True)
+    pool = {"radial_angle_deg": torch.as_tensor(obs, dtype=torch.float64)}
+    alone, pooled = target.loss({"radial_angle_deg": batch}), target.loss({"radial_angle_deg": batch}, pool)
+    # the observed pool dilutes the shifted batch: the pooled distance is smaller but not zero
+    assert 0 < float(pooled) < float(alone)
+    pooled.backward()
+    assert batch.grad is not None and float(batch.grad.abs().sum()) > 0
