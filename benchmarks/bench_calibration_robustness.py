@@ -46,10 +46,7 @@ VARIANTS: dict[str, dict] = {
                                         "stats_params": ("alignment_spread_deg",)},
     "default_pool8": {"stats_pool_batches": 7},
     "angle_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
-    "momentum": {"params_betas": (0.9, 0.99), "average_last_fraction": 0.5},
     "stats": {"stats_weight": 0.1},
-    "momentum_stats": {"params_betas": (0.9, 0.99), "average_last_fraction": 0.5, "stats_weight": 0.1},
-    "momentum_batch16": {"params_betas": (0.9, 0.99), "average_last_fraction": 0.5, "batch_size": 16},
 }
 
 

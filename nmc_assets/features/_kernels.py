@@ -720,6 +720,44 @@ def order_statistics(values, k):
 
 
 @njit(cache=True, nogil=True)
+def _rows_near(flags, r, along_z, only):
+    """(nz, ny) uint8: 1 at rows set in ``only`` that have a row set in ``flags`` within ``r`` rows
+    (along z when ``along_z``, else along y)."""
+    nz, ny = flags.shape
+    out = np.zeros((nz, ny), np.uint8)
+    for z in range(nz):
+        for y in range(ny):
+            if not only[z, y]:
+                continue
+            c, n = (z, nz) if along_z else (y, ny)
+            for t in range(max(0, c - r), min(n, c + r + 1)):
+                if (flags[t, y] if along_z else flags[z, t]):
+                    out[z, y] = 1
+                    break
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mark_rows_near(src, flags, r, along_z):
+    """(nz, ny) uint8: 1 at every row set in ``flags`` within ``r`` rows of a row set in ``src``
+    (along z when ``along_z``, else along y)."""
+    nz, ny = src.shape
+    out = np.zeros((nz, ny), np.uint8)
+    for z in range(nz):
+        for y in range(ny):
+            if not src[z, y]:
+                continue
+            c, n = (z, nz) if along_z else (y, ny)
+            for t in range(max(0, c - r), min(n, c + r + 1)):
+                if along_z:
+                    if flags[t, y]:
+                        out[t, y] = 1
+                elif flags[z, t]:
+                    out[z, t] = 1
+    return out
+
+
+@njit(cache=True, nogil=True)
 def smooth3_rows(volume, weights, need):
     """:func:`smooth3` (float32 result, any real input dtype) computed only on the x rows (z, y) flagged in ``need`` (uint8 (nz, ny)) and not
     provably zero; every other row of the result is 0. Rows whose inputs within the kernel reach are
@@ -735,35 +773,10 @@ def smooth3_rows(volume, weights, need):
                 if volume[z, y, x] != 0:
                     flag_in[z, y] = 1
                     break
-    flag_b = np.zeros((nz, ny), np.uint8)  # after the y pass
-    for z in range(nz):
-        for y in range(ny):
-            for t in range(max(0, y - r), min(ny, y + r + 1)):
-                if flag_in[z, t]:
-                    flag_b[z, y] = 1
-                    break
-    do_c = np.zeros((nz, ny), np.uint8)
-    for z in range(nz):
-        for y in range(ny):
-            if need[z, y]:
-                for t in range(max(0, z - r), min(nz, z + r + 1)):
-                    if flag_b[t, y]:
-                        do_c[z, y] = 1
-                        break
-    do_b = np.zeros((nz, ny), np.uint8)
-    for z in range(nz):
-        for y in range(ny):
-            if do_c[z, y]:
-                for t in range(max(0, z - r), min(nz, z + r + 1)):
-                    if flag_b[t, y]:
-                        do_b[t, y] = 1
-    do_a = np.zeros((nz, ny), np.uint8)
-    for z in range(nz):
-        for y in range(ny):
-            if do_b[z, y]:
-                for t in range(max(0, y - r), min(ny, y + r + 1)):
-                    if flag_in[z, t]:
-                        do_a[z, t] = 1
+    flag_b = _rows_near(flag_in, r, False, np.ones((nz, ny), np.uint8))  # after the y pass
+    do_c = _rows_near(flag_b, r, True, need)
+    do_b = _mark_rows_near(do_c, flag_b, r, True)
+    do_a = _mark_rows_near(do_b, flag_in, r, False)
     cols = reflect_indices(nx, r)
     rows = reflect_indices(ny, r)
     planes = reflect_indices(nz, r)

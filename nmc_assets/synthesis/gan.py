@@ -59,7 +59,6 @@ class GanConfig:
     n_critic: int = 5
     gp_lambda: float = 10.0
     lr_params: float = 0.03
-    params_betas: tuple[float, float] = (0.5, 0.9)
     lr_critic: float = 1e-3
     lr_final_fraction: float = 1.0
     critic_warmup: int = 50
@@ -86,7 +85,6 @@ class GanConfig:
         d = asdict(self)
         d["learned"] = list(self.learned)
         d["stats_descriptors"] = list(self.stats_descriptors)
-        d["params_betas"] = list(self.params_betas)
         for key in ("critic_params", "stats_params"):
             d[key] = None if d[key] is None else list(d[key])
         return d
@@ -97,8 +95,6 @@ class GanConfig:
         d["learned"] = tuple(d.get("learned", DEFAULT_LEARNED))
         if "stats_descriptors" in d:
             d["stats_descriptors"] = tuple(d["stats_descriptors"])
-        if "params_betas" in d:
-            d["params_betas"] = tuple(d["params_betas"])
         for key in ("critic_params", "stats_params"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -183,7 +179,7 @@ class StereologicalGan:
         self.z = torch.nn.Parameter(torch.tensor(to_unconstrained(self.base, self.names), dtype=torch.float32, device=self.device))
         self.field = radial_field(config.canvas_px, device=self.device) if config.radial_channels else None
         self.critic = make_critic(config.critic_channels, 4 if config.radial_channels else 2).to(self.device)
-        self.opt_params = torch.optim.Adam([self.z], lr=config.lr_params, betas=tuple(config.params_betas))
+        self.opt_params = torch.optim.Adam([self.z], lr=config.lr_params, betas=(0.5, 0.9))
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
         self.rng = np.random.default_rng(config.seed)
         self.stats_target = StatisticsTarget(sections, descriptors=config.stats_descriptors) if config.stats_weight > 0 else None

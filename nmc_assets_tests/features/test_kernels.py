@@ -67,3 +67,17 @@ def test_percentile_equals_numpy():
         values = np.round(rng.normal(size=n), 1).astype(np.float32)  # ties included
         for q in (0.0, 10.0, 50.0, 100.0):
             assert extract._percentile(values, q) == pytest.approx(float(np.percentile(values, q)), abs=1e-6)
+
+
+def test_smooth3_rows_equals_smooth3_on_the_requested_rows_and_is_zero_elsewhere():
+    from nmc_assets.features._kernels import smooth3, smooth3_rows
+
+    rng = np.random.default_rng(0)
+    volume = np.zeros((20, 24, 28), np.float32)
+    volume[5:12, 6:15, 3:20] = rng.random((7, 9, 17))
+    weights = np.array([0.25, 0.5, 0.25])
+    need = (rng.random((20, 24)) < 0.3).astype(np.uint8)
+    full, rows = smooth3(volume, weights), smooth3_rows(volume, weights, need)
+    m = need.astype(bool)
+    np.testing.assert_array_equal(rows[m], full[m])
+    assert not rows[~m].any() and full[m].any()
