@@ -44,10 +44,11 @@ def reference(seed: int | None = None, n_sections: int | None = None):
     return ref, sections
 
 
-def start_params(ref):
+def start_params(ref, log_sd: float | None = None):
+    """Start 50 % off for density, mean elongation and alignment; elongation log-sd 0.35 (``log_sd``)."""
     from nmc_assets.synthesis.soft_model import GrainModelParams
 
-    return GrainModelParams.with_mean_elongation(ref.mean_elongation * 1.5, 0.35, density_per_um3=ref.density_per_um3 * 0.5,
+    return GrainModelParams.with_mean_elongation(ref.mean_elongation * 1.5, 0.35 if log_sd is None else log_sd, density_per_um3=ref.density_per_um3 * 0.5,
                                                  alignment_spread_deg=ref.alignment_spread_deg * 1.5, weight_spread=ref.weight_spread,
                                                  hard_core_fraction=ref.hard_core_fraction)
 

@@ -322,6 +322,8 @@ class QualityConfig(dg.Config):
     n_pairs: int = Field(default=2, description="two-sample reference: mean over this many pairs of samples of the observed size (the benchmarks use 4)")
     generated_factor: int = Field(default=4, description="generated sections per observed section for the observed-vs-model distance")
     max_relative_error: float = Field(default=0.15, description="pass when density, mean elongation and alignment spread are each within this relative error (reference known; other learned parameters are reported)")
+    equivalence_log_sd_delta: float = Field(default=0.1, description="report the alignment spread that an elongation log-sd this much lower / higher would need for the same grain orientations in sections (the two are confounded in 2D); 0 = off")
+    equivalence_sections: int = Field(default=128, description="hard sections per evaluation of that equivalence (common random numbers)")
 
 
 @dg.asset_check(asset=grain_model, additional_deps=[grain_sections], blocking=False)
@@ -329,8 +331,11 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     """Wasserstein distances between observed and generated section descriptors (grain area, aspect ratio,
     angle of the major axis to the radial direction, grains per section), against the distance between two
     independent samples of the reference model of the same size (of the calibrated model when the
-    reference is unknown); and the relative error of each recovered parameter when the reference is known."""
-    from nmc_assets.synthesis.quality import calibration_report, judge
+    reference is unknown); the relative error of each recovered parameter when the reference is known; and
+    the alignment spread that an elongation log-sd 0.1 lower / higher would need for the same grain
+    orientations (the calibrated alignment is conditional on the log-sd, a prior by default)."""
+    from nmc_assets.synthesis.quality import calibration_report, equivalent_alignment, judge
+    from nmc_assets.synthesis.section_geometry import SectionGeometry
     from nmc_assets.synthesis.sections import read_sections
     from nmc_assets.synthesis.soft_model import GrainModelParams
 
@@ -344,6 +349,15 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"),
                              n_pairs=config.n_pairs, generated_factor=config.generated_factor)
     verdict = judge(rep, config.max_distance_ratio, config.max_relative_error)
+    equivalence, band = [], ""
+    if config.equivalence_log_sd_delta > 0:
+        sd, delta = calibrated.elongation_log_sd, config.equivalence_log_sd_delta
+        equivalence = equivalent_alignment(calibrated, SectionGeometry.fit(sections), [max(sd - delta, 0.0), sd + delta],
+                                           n_sections=config.equivalence_sections, seed=config.seed)
+        band = "; alignment spread given the elongation log-sd: " + ", ".join(
+            f"{r['alignment_spread_deg']:.1f} deg at {r['elongation_log_sd']:.2f}" for r in equivalence[:1]
+        ) + f", {calibrated.alignment_spread_deg:.1f} deg at {sd:.2f} (calibrated), " + ", ".join(
+            f"{r['alignment_spread_deg']:.1f} deg at {r['elongation_log_sd']:.2f}" for r in equivalence[1:])
     return dg.AssetCheckResult(
         passed=verdict["passed"],
         severity=dg.AssetCheckSeverity.WARN,
@@ -353,8 +367,10 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
             "distance_ratio": dg.MetadataValue.json(rep["distance_ratio"]),
             "relative_error": dg.MetadataValue.json(rep.get("relative_error", {})),
             "reference_known": reference is not None,
+            "log_sd_learned": "elongation_log_sd" in (params.get("learned") or ()),
+            "alignment_given_log_sd": dg.MetadataValue.json(equivalence),
         },
-        description=f"distance ratios {rep['distance_ratio']}; relative errors {rep.get('relative_error', {})}",
+        description=f"distance ratios {rep['distance_ratio']}; relative errors {rep.get('relative_error', {})}{band}",
     )
 
 

@@ -11,6 +11,10 @@
 - ``distance_ratio``: distances / two-sample distances (about 1 for a perfect fit; target <= 1.5).
 - ``relative_error`` (reference known): (calibrated - reference) / reference for density, mean elongation,
   alignment spread and the other learned parameters.
+- ``equivalent_alignment``: the alignment spread that another elongation log-sd would need to give the same
+  grain orientations in sections. The two are confounded in 2D sections (a wider elongation spread at the
+  same mean elongation makes more near-isotropic grains, whose angles look like misalignment), so the
+  calibrated alignment is conditional on the log-sd, which the default calibration fixes at a prior.
 """
 
 from __future__ import annotations
@@ -75,6 +79,47 @@ def calibration_report(sections: list[Section], calibrated: GrainModelParams, re
         rep["reference_params"] = reference.to_dict()
         rep["relative_error"] = parameter_errors(calibrated, reference, learned)
     return rep
+
+
+def equivalent_alignment(params: GrainModelParams, geometry: SectionGeometry, log_sd_values, n_sections: int = 128, seed: int = 11, iterations: int = 3) -> list[dict]:
+    """For each elongation log-sd in ``log_sd_values``: the alignment spread (deg) whose sections have the
+    same mean grain radial angle as ``params`` (density and mean elongation kept).
+
+    ``n_sections`` hard sections cut by ``geometry``, the same ``seed`` for every evaluation (common random
+    numbers: with the density fixed, every evaluation tessellates the same seeds), solved by secant steps
+    from ``params.alignment_spread_deg`` (the mean angle rises by ~0.5 deg per deg of alignment spread).
+    Returns one dict per value: ``elongation_log_sd``, ``alignment_spread_deg``, ``mean_radial_angle_deg``
+    (and ``target_mean_radial_angle_deg``, that of ``params``).
+    """
+    if n_sections < 1 or iterations < 1:
+        raise ValueError(f"equivalent_alignment: n_sections and iterations must be >= 1, got {n_sections}, {iterations}")
+
+    def mean_angle(p: GrainModelParams) -> float:
+        return float(np.mean(descriptor_samples(sections_like_observed(p, geometry, n_sections, seed))["radial_angle_deg"]))
+
+    def with_log_sd(log_sd: float, alignment: float) -> GrainModelParams:
+        return GrainModelParams.with_mean_elongation(params.mean_elongation, float(log_sd), density_per_um3=params.density_per_um3,
+                                                     alignment_spread_deg=float(alignment), weight_spread=params.weight_spread,
+                                                     hard_core_fraction=params.hard_core_fraction)
+
+    target = mean_angle(params)
+    out = []
+    for log_sd in log_sd_values:
+        a0 = params.alignment_spread_deg
+        m0 = mean_angle(with_log_sd(log_sd, a0))
+        a1 = min(max(a0 * 1.2, a0 + 1.0), 80.0)
+        m1 = mean_angle(with_log_sd(log_sd, a1))
+        for _ in range(iterations):
+            if abs(m1 - target) < 1e-9 or a1 == a0:
+                break
+            slope = max((m1 - m0) / (a1 - a0), 0.05)  # the angle rises with the spread; guard a flat secant
+            a0, m0 = a1, m1
+            a1 = float(np.clip(a1 + (target - m1) / slope, 0.1, 80.0))
+            m1 = mean_angle(with_log_sd(log_sd, a1))
+        best_a, best_m = (a1, m1) if abs(m1 - target) <= abs(m0 - target) else (a0, m0)
+        out.append({"elongation_log_sd": float(log_sd), "alignment_spread_deg": float(best_a),
+                    "mean_radial_angle_deg": float(best_m), "target_mean_radial_angle_deg": target})
+    return out
 
 
 def judge(report: dict, max_distance_ratio: float = 1.5, max_relative_error: float = 0.15) -> dict:

@@ -18,6 +18,7 @@ def _run(tmp_path, steps: int):
             "grain_sections": {"config": {"n_sections": 8}},
             "grain_model": {"config": {"steps": steps, "batch_size": 4, "checkpoint_every": 1}},
             "synthetic_particles": {"config": {"n_particles": 2, "grid_size": 32}},
+            "grain_model_calibration_quality": {"config": {"n_pairs": 1, "equivalence_sections": 4}},
         }
     }
     return dg.materialize(
@@ -43,6 +44,9 @@ def test_synthesis_group_materializes_and_resumes(tmp_path):
     assert params["steps"] == 2 and (folder / "checkpoint.pt").exists()
     checks = res.get_asset_check_evaluations()
     assert len(checks) == 1 and "relative_error" in checks[0].metadata
+    band = checks[0].metadata["alignment_given_log_sd"].value
+    assert [round(r["elongation_log_sd"] - params["grain_params"]["elongation_log_sd"], 6) for r in band] == [-0.1, 0.1]
+    assert all(0 < r["alignment_spread_deg"] <= 80 for r in band) and "given the elongation log-sd" in checks[0].description
     releases = list(layout.published.glob("nmc-virtual-particles-v*"))
     assert len(releases) == 1 and verify_sha256sums(releases[0]) == []
     # the same calibration with more steps resumes the checkpoint (same version folder)

@@ -40,3 +40,22 @@ def test_judge_covers_the_target_parameters_only():
     assert judge({**rep, "relative_error": {"density_per_um3": -0.2}}) == {"distances_ok": True, "recovery_ok": False, "passed": False}
     # reference unknown: only the distances decide
     assert judge({"distance_ratio": {"area_um2": 1.2}}) == {"distances_ok": True, "recovery_ok": None, "passed": True}
+
+
+def test_equivalent_alignment_trades_the_log_sd_against_the_alignment(reference_params):
+    """A wider elongation spread (same mean elongation) needs a narrower alignment spread for the same
+    grain orientations in sections: the confounding the calibration report states."""
+    import math
+
+    from nmc_assets.synthesis.quality import equivalent_alignment
+    from nmc_assets.synthesis.section_geometry import SectionGeometry
+
+    geometry = SectionGeometry(math.log(2.5), 0.0, (0.1,))
+    rows = equivalent_alignment(reference_params, geometry, [0.1, 0.25, 0.45], n_sections=24, seed=3)
+    by_sd = {r["elongation_log_sd"]: r for r in rows}
+    assert by_sd[0.25]["alignment_spread_deg"] == pytest.approx(15.0)  # its own log-sd: nothing to trade
+    assert by_sd[0.1]["alignment_spread_deg"] > 15.2 and by_sd[0.45]["alignment_spread_deg"] < 14.5
+    for r in rows:  # each solution reproduces the target's mean radial angle
+        assert r["mean_radial_angle_deg"] == pytest.approx(r["target_mean_radial_angle_deg"], abs=0.4)
+    with pytest.raises(ValueError, match="n_sections"):
+        equivalent_alignment(reference_params, geometry, [0.3], n_sections=0)
