@@ -738,26 +738,6 @@ def _rows_near(flags, r, along_z, only):
 
 
 @njit(cache=True, nogil=True)
-def _mark_rows_near(src, flags, r, along_z):
-    """(nz, ny) uint8: 1 at every row set in ``flags`` within ``r`` rows of a row set in ``src``
-    (along z when ``along_z``, else along y)."""
-    nz, ny = src.shape
-    out = np.zeros((nz, ny), np.uint8)
-    for z in range(nz):
-        for y in range(ny):
-            if not src[z, y]:
-                continue
-            c, n = (z, nz) if along_z else (y, ny)
-            for t in range(max(0, c - r), min(n, c + r + 1)):
-                if along_z:
-                    if flags[t, y]:
-                        out[t, y] = 1
-                elif flags[z, t]:
-                    out[z, t] = 1
-    return out
-
-
-@njit(cache=True, nogil=True)
 def smooth3_rows(volume, weights, need):
     """:func:`smooth3` (float32 result, any real input dtype) computed only on the x rows (z, y) flagged in ``need`` (uint8 (nz, ny)) and not
     provably zero; every other row of the result is 0. Rows whose inputs within the kernel reach are
@@ -775,8 +755,9 @@ def smooth3_rows(volume, weights, need):
                     break
     flag_b = _rows_near(flag_in, r, False, np.ones((nz, ny), np.uint8))  # after the y pass
     do_c = _rows_near(flag_b, r, True, need)
-    do_b = _mark_rows_near(do_c, flag_b, r, True)
-    do_a = _mark_rows_near(do_b, flag_in, r, False)
+    # rows of flag_b within r of a do_c row (the relation is symmetric: the same gather, roles swapped)
+    do_b = _rows_near(do_c, r, True, flag_b)
+    do_a = _rows_near(do_b, r, False, flag_in)
     cols = reflect_indices(nx, r)
     rows = reflect_indices(ny, r)
     planes = reflect_indices(nz, r)
