@@ -177,7 +177,8 @@ def _time(fn, repeats: int = 1):
 def _duckdb_section(biggest, replicas: int) -> list[str]:
     """Replicate the biggest table into hive partitions, build the catalog, time group-bys."""
     from nmc_assets.features import write_features
-    from nmc_assets.features.catalog import build_catalog, query_catalog_df
+    from nmc_assets.features.catalog import build_catalog
+    from nmc_assets.features.sql import query_catalog_df
     from nmc_assets.features.queries import DAMAGE_BY_DEPTH_AND_CYCLES
     from nmc_assets.paths import DataLayout
 

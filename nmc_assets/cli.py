@@ -24,14 +24,14 @@ def _add_sql_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_sql(args: argparse.Namespace) -> int:
-    from nmc_assets.features.catalog import CatalogMissingError, format_table, query_catalog_df
+    from nmc_assets.features.sql import CatalogMissingError, CatalogQueryError, format_table, query_catalog_frames
     from nmc_assets.paths import DataLayout
 
     layout = DataLayout.from_path(args.data_dir) if args.data_dir else DataLayout.from_env()
     catalog = Path(args.catalog) if args.catalog else layout.catalog
     query = sys.stdin.read() if args.query == "-" else args.query
     try:
-        df = query_catalog_df(query, catalog)
+        frames = query_catalog_frames(query, catalog)
     except CatalogMissingError:
         print(
             f"error: no catalog at {catalog}. Build it first: `make demo` (or materialize the "
@@ -39,20 +39,24 @@ def _run_sql(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    except Exception as exc:  # duckdb.Error subclasses: syntax errors, unknown columns, read-only writes
+    except CatalogQueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # duckdb.Error subclasses: syntax errors, unknown columns, refused file access
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    if df is None:
-        print("(statement returned no rows)")
-    elif args.csv:
-        df.head(args.max_rows).to_csv(sys.stdout, index=False)
-    else:
-        print(format_table(df, max_rows=args.max_rows))
+    for k, (text, df) in enumerate(frames, 1):
+        if len(frames) > 1:
+            print(f"{chr(10) if k > 1 else ''}-- [{k}/{len(frames)}] {text}")
+        if args.csv:
+            df.head(args.max_rows).to_csv(sys.stdout, index=False)
+        else:
+            print(format_table(df, max_rows=args.max_rows))
     return 0
 
 
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "sql": ("run read-only SQL on the DuckDB catalog and print a table", _add_sql_arguments, _run_sql),
+    "sql": ("run read-only SQL (SELECT) on the DuckDB catalog and print the results", _add_sql_arguments, _run_sql),
 }
 
 

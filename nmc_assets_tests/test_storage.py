@@ -23,7 +23,9 @@ def test_atomic_directory_replaces_existing(tmp_path):
     back = storage.read_zarr(target)
     assert back.dtype == np.uint32 and back.shape == (4, 5, 6) and back.sum() == 120
     assert storage.zarr_attrs(target)["n"] == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["a.zarr"]
+    # one live version and the superseded one, kept for readers during the grace period
+    assert target.is_symlink() and len([p for p in tmp_path.iterdir() if ".v-" in p.name]) == 2
 
 
 def test_parquet_and_json_are_deterministic(tmp_path):

@@ -257,7 +257,8 @@ def particle_catalog(context: dg.AssetExecutionContext, data_root: DataRootResou
     into a new file and renamed into place, so readers never see a half-built catalog; open it
     read-only, e.g. ``nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY 1"``.
     """
-    from nmc_assets.features.catalog import build_catalog, catalog_row_counts, query_catalog_df
+    from nmc_assets.features.catalog import build_catalog
+    from nmc_assets.features.sql import catalog_row_counts, query_catalog_df
 
     layout = data_root.layout
     path = build_catalog(layout)

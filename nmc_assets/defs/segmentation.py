@@ -188,7 +188,7 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
     """
     from nmc_assets.previews import montage, png_markdown
     from nmc_assets.segmentation.pipeline import normalization_from_attrs, view_probabilities as predict_views
-    from nmc_assets.storage import open_zarr
+    from nmc_assets.storage import open_zarr, open_zarr_group
 
     layout = data_root.layout
     scan = context.partition_key
@@ -198,9 +198,7 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
                          normalize=normalization_from_attrs(attrs, tomo), bin_factor=config.bin_factor or None,
                          attrs={"scan_id": scan}, batch_size=config.batch_size)
     out = open_zarr(layout.view_probabilities(scan) / "prob_xy")
-    import zarr
-
-    root = zarr.open_group(str(layout.view_probabilities(scan)), mode="r")
+    root = open_zarr_group(layout.view_probabilities(scan))
     zc = out.shape[0] // 2
     imgs = [np.asarray(root[f"prob_{v}"][zc], np.float32) for v in ("xy", "xz", "yz")]
     return dg.MaterializeResult(

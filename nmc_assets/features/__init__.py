@@ -1,8 +1,9 @@
-"""Per-particle features (DESIGN 3.3) and the DuckDB catalog over them.
+"""Per-particle features (docs/design.md) and the DuckDB catalog over them.
 
 - :func:`compute_particle_features`: labels + tomogram -> one row per particle (``extract``).
 - :func:`write_features` / :func:`read_features`: Parquet with column descriptions and units (``table``).
-- :func:`build_catalog` / :func:`query_catalog`: ``warehouse/nmc.duckdb`` views, read-only SQL (``catalog``).
+- :func:`~nmc_assets.features.catalog.build_catalog`: the ``warehouse/nmc.duckdb`` views (``catalog``);
+  :func:`~nmc_assets.features.sql.query_catalog`: read-only SQL locked to the catalog (``sql``).
 """
 
 from nmc_assets.features.columns import (

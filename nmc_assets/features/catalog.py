@@ -13,12 +13,13 @@ Contents:
   else empty with the columns (condition, attribute, mean_abs_shap, std_abs_shap, rank).
 
 The catalog is rebuilt atomically: a new DuckDB file is written next to the old one and renamed over
-it, so a reader never sees a half-built catalog. Readers open it with ``read_only=True``.
+it, so a reader never sees a half-built catalog. Readers go through :mod:`nmc_assets.features.sql`,
+which locks the connection to the catalog.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import uuid
 from pathlib import Path
@@ -26,7 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from nmc_assets.features.columns import FEATURE_COLUMNS, duckdb_column_types
-from nmc_assets.paths import DataLayout, is_valid_scan_id, split_incoming_name
+from nmc_assets.ingest.errors import ScanError
+from nmc_assets.ingest.sidecar import read_sidecar
+from nmc_assets.paths import LABELS_SUFFIXES, DataLayout, is_valid_scan_id, split_incoming_name
 
 DAMAGE_DRIVERS_COLUMNS = {
     "condition": "VARCHAR",
@@ -52,10 +55,6 @@ SCAN_COLUMNS = {
     "n_particles": "BIGINT",
     "status": "VARCHAR",
 }
-
-
-class CatalogMissingError(FileNotFoundError):
-    """The catalog file does not exist yet."""
 
 
 def _sql_str(s: str) -> str:
@@ -103,13 +102,12 @@ def scan_table(layout: DataLayout) -> pd.DataFrame:
             if suffix in (".tif", ".tiff", ".h5"):
                 entry["source"] = str(p)
     tomo_dir = layout.warehouse / "tomograms"
-    if tomo_dir.is_dir():
-        for p in tomo_dir.glob("*.zarr"):
-            sources.setdefault(p.name[: -len(".zarr")], {"files": set()})
-    feat_dir = layout.warehouse / "particle_features"
-    if feat_dir.is_dir():
-        for p in feat_dir.glob("scan_id=*"):
-            sources.setdefault(p.name[len("scan_id=") :], {"files": set()})
+    found = [p.name[: -len(".zarr")] for p in tomo_dir.glob("*.zarr")] if tomo_dir.is_dir() else []
+    feat_dir = layout.particle_features_dir
+    found += [p.name[len("scan_id=") :] for p in feat_dir.glob("scan_id=*")] if feat_dir.is_dir() else []
+    for scan_id in found:
+        if is_valid_scan_id(scan_id):  # anything else was not written by the platform
+            sources.setdefault(scan_id, {"files": set()})
 
     rows = []
     for scan_id in sorted(sources):
@@ -118,11 +116,11 @@ def scan_table(layout: DataLayout) -> pd.DataFrame:
         meta_from = "tomogram" if attrs is not None else None
         if attrs is None and ".json" in entry["files"]:
             try:
-                attrs = json.loads((layout.incoming / f"{scan_id}.json").read_text())
+                attrs, _ = read_sidecar(layout.sidecar(scan_id))
                 meta_from = "sidecar"
-            except (OSError, ValueError):
-                attrs = None
-        attrs = attrs or {}
+            except ScanError:  # reported by the scan's own run; the catalog lists the scan without metadata
+                attrs, meta_from = None, "invalid sidecar"
+        attrs = attrs if isinstance(attrs, dict) else {}
         labels_present = layout.fused_labels(scan_id).exists()
         n_rows = _parquet_rows(layout.particle_features(scan_id))
         tomo_present = layout.tomogram(scan_id).exists()
@@ -138,7 +136,7 @@ def scan_table(layout: DataLayout) -> pd.DataFrame:
                 "sample": _str_or_none(attrs.get("sample")),
                 "beamline": _str_or_none(attrs.get("beamline")),
                 "metadata_from": meta_from,
-                "has_ground_truth_labels": bool({".labels.tif", ".labels.tiff"} & entry["files"]),
+                "has_ground_truth_labels": bool(set(LABELS_SUFFIXES) & entry["files"]),
                 "has_truth_table": ".truth.parquet" in entry["files"],
                 "tomogram_present": tomo_present,
                 "fused_labels_present": labels_present,
@@ -160,16 +158,18 @@ def scan_table(layout: DataLayout) -> pd.DataFrame:
 
 def _float_or_none(x):
     try:
-        return None if x is None else float(x)
-    except (TypeError, ValueError):
+        value = None if x is None else float(x)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return value if value is None or math.isfinite(value) else None
 
 
 def _int_or_none(x):
     try:
-        return None if x is None else int(x)
-    except (TypeError, ValueError):
+        value = None if x is None else int(x)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return value if value is None or abs(value) < 2**63 else None
 
 
 def _str_or_none(x):
@@ -212,7 +212,7 @@ def build_catalog(layout: DataLayout) -> Path:
 
 def _create_particle_features_view(con, layout: DataLayout) -> None:
     glob = layout.particle_features_glob
-    if list(Path(layout.warehouse / "particle_features").glob("*/features.parquet")):
+    if list(layout.particle_features_dir.glob("*/features.parquet")):
         cols = ", ".join(FEATURE_COLUMNS)
         con.execute(
             f"CREATE VIEW particle_features AS SELECT {cols} FROM "
@@ -223,58 +223,9 @@ def _create_particle_features_view(con, layout: DataLayout) -> None:
 
 
 def _create_damage_drivers(con, layout: DataLayout) -> None:
-    src = Path(layout.analytics) / "damage_drivers.parquet"
+    src = layout.damage_drivers
     col_defs = ", ".join(f"{c} {t}" for c, t in DAMAGE_DRIVERS_COLUMNS.items())
     if src.exists():
         con.execute(f"CREATE TABLE damage_drivers AS SELECT * FROM read_parquet({_sql_str(str(src))})")
     else:
         con.execute(f"CREATE TABLE damage_drivers ({col_defs})")
-
-
-def catalog_row_counts(path: str | os.PathLike) -> dict[str, int]:
-    """Rows in ``particle_features``, ``scans`` and ``damage_drivers`` (opens read-only)."""
-    import duckdb
-
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return {
-            name: int(con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0])
-            for name in ("particle_features", "scans", "damage_drivers")
-        }
-    finally:
-        con.close()
-
-
-def query_catalog_df(sql: str, path: str | os.PathLike) -> pd.DataFrame | None:
-    """Run ``sql`` on the catalog opened read-only; the result as a frame (None for no result set)."""
-    import duckdb
-
-    path = Path(path)
-    if not path.exists():
-        raise CatalogMissingError(
-            f"catalog {path} does not exist; materialize particle_catalog first (for example: make demo)"
-        )
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        rel = con.sql(sql)
-        return None if rel is None else rel.df()
-    finally:
-        con.close()
-
-
-def query_catalog(sql: str, path: str | os.PathLike, *, max_rows: int = 200) -> str:
-    """Run ``sql`` on the catalog (read-only) and return the result as a plain-text table."""
-    df = query_catalog_df(sql, path)
-    if df is None:
-        return "(statement returned no rows)"
-    return format_table(df, max_rows=max_rows)
-
-
-def format_table(df: pd.DataFrame, *, max_rows: int = 200) -> str:
-    """A readable fixed-width table (floats to 4 significant digits) with a row-count footer."""
-    shown = df.head(max_rows)
-    with pd.option_context("display.max_columns", None, "display.width", 250, "display.float_format", "{:.4g}".format):
-        text = shown.to_string(index=False) if len(shown) else "(no rows) columns: " + ", ".join(map(str, df.columns))
-    n = len(df)
-    footer = f"({n} row{'s' if n != 1 else ''}" + (f", first {max_rows} shown)" if n > max_rows else ")")
-    return f"{text}\n{footer}"

@@ -52,7 +52,12 @@ class IncomingProblem:
     scan_id: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+        return printable(f"{self.path}: {self.problem}")
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable file-name bytes shown as ``\\xNN`` (safe to log, encode and store)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def find_scans(incoming_dir: str | os.PathLike) -> tuple[list[ScanFiles], list[IncomingProblem]]:
@@ -60,8 +65,9 @@ def find_scans(incoming_dir: str | os.PathLike) -> tuple[list[ScanFiles], list[I
 
     Returns ``(scans sorted by scan_id, problems)``. Problems (never raised): a recognised file whose
     name is not a valid scan id, and a scan with several volume (or labels) files, e.g. ``a.tif`` and
-    ``a.h5`` (the scan is then left out). Hidden files (``.name``), folders, other suffixes and
-    companions without a volume are ignored. A missing folder gives no scans.
+    ``a.h5`` (the scan is then left out), and a symbolic link (never followed: the drop folder's files
+    are what gets ingested). Hidden files (``.name``), folders, other suffixes and companions without a
+    volume are ignored. A missing folder gives no scans.
     """
     incoming_dir = Path(incoming_dir)
     if not incoming_dir.is_dir():
@@ -69,13 +75,19 @@ def find_scans(incoming_dir: str | os.PathLike) -> tuple[list[ScanFiles], list[I
     by_scan: dict[str, dict[str, list[Path]]] = {}
     problems: list[IncomingProblem] = []
     for entry in sorted(os.scandir(incoming_dir), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_file():
+        if entry.name.startswith("."):
             continue
         split = split_incoming_name(entry.name)
         if split is None:
             continue
         scan_id, suffix = split
         path = incoming_dir / entry.name
+        if entry.is_symlink():
+            problems.append(IncomingProblem(path, "is a symbolic link; links are not followed, copy the file "
+                                                  "into the drop folder instead; skipped"))
+            continue
+        if not entry.is_file():
+            continue
         if not is_valid_scan_id(scan_id):
             problems.append(IncomingProblem(path, f"invalid scan id {scan_id!r}: use 1-64 letters, digits, "
                                                   "'.', '_', '-', starting with a letter or digit; skipped"))
@@ -168,7 +180,7 @@ def parse_cursor(text: str | None) -> dict[str, Any]:
 
 
 def _problem_key(problem: IncomingProblem) -> str:
-    return hashlib.sha256(str(problem).encode()).hexdigest()[:12]
+    return hashlib.sha256(str(problem).encode("utf-8")).hexdigest()[:12]
 
 
 def _bounded(d: dict[str, str], limit: int) -> dict[str, str]:
@@ -185,12 +197,13 @@ def plan_incoming(
     A scan is launched when its fingerprint (sizes and mtimes of all its files) equals the one seen
     on the previous look (``cursor["pending"]``) and differs from the last launched one
     (``cursor["done"]``). Before launching, ``probe(volume_path)`` (default: read the header with
-    :func:`~nmc_assets.ingest.readers.probe_volume`) must not raise :class:`ScanError`; otherwise the
-    scan is rejected until its files change. The cursor keeps only pending fingerprints of scans still
+    :func:`~nmc_assets.ingest.formats.check_header`) must not raise; any exception (a
+    :class:`ScanError`, or whatever a library raised on a damaged file) rejects that scan alone, with
+    the problem reported, until its files change: one bad file never stops the others. The cursor keeps only pending fingerprints of scans still
     present, at most :data:`MAX_DONE` launched ones and the names of problems already reported.
     """
     if probe is None:
-        from nmc_assets.ingest.readers import probe_volume as probe
+        from nmc_assets.ingest.formats import check_header as probe
     old = parse_cursor(json.dumps(cursor)) if cursor is not None else empty_cursor()
     scans, problems = find_scans(incoming_dir)
     plan = IncomingPlan(problems=problems)
@@ -199,7 +212,7 @@ def plan_incoming(
     for scan in scans:
         try:
             fp = fingerprint(scan_state(scan))
-        except FileNotFoundError:  # vanished between listing and stat
+        except OSError:  # vanished (or became unreadable) between listing and stat
             continue
         if done.get(scan.scan_id) == fp or rejected.get(scan.scan_id) == fp:
             continue
@@ -212,6 +225,11 @@ def plan_incoming(
         except ScanError as err:
             rejected[scan.scan_id] = fp
             plan.rejected.append(IncomingProblem(err.path, err.problem, scan.scan_id))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a library's own error on a damaged file
+            rejected[scan.scan_id] = fp
+            plan.rejected.append(IncomingProblem(scan.volume, f"unreadable ({type(exc).__name__}: {exc})",
+                                                 scan.scan_id))
             continue
         done.pop(scan.scan_id, None)
         done[scan.scan_id] = fp  # re-insert: most recent last

@@ -13,6 +13,12 @@ from nmc_assets.ingest.errors import ScanError
 #: Voxel size used when the sidecar does not give one (micrometres).
 DEFAULT_VOXEL_SIZE_UM = 0.07
 THICKNESS_AXES = ("z", "y", "x")
+#: Voxel sizes outside this range (um) are accepted with a warning: X-ray nano-tomography is ~0.01-1 um.
+PLAUSIBLE_VOXEL_SIZE_UM = (0.005, 10.0)
+#: Voxel sizes outside this range (um) are refused: no tomogram has them, the value is a unit mistake.
+POSSIBLE_VOXEL_SIZE_UM = (1e-6, 1e6)
+#: Largest cycle count accepted (it must fit the catalog's BIGINT and make physical sense).
+MAX_CYCLES = 10**7
 
 #: The defaults of every documented key; unknown keys are kept under ``"extra"``.
 SIDECAR_DEFAULTS: dict[str, Any] = {
@@ -50,10 +56,15 @@ def validate_sidecar(raw: Any, path: str | os.PathLike) -> tuple[dict[str, Any],
 
     if "voxel_size_um" in raw:
         v = raw["voxel_size_um"]
-        if not _is_number(v) or v <= 0:
-            problems.append(f"voxel_size_um must be a number > 0, got {v!r}")
+        lo, hi = POSSIBLE_VOXEL_SIZE_UM
+        if not _is_number(v) or not lo <= v <= hi:
+            problems.append(f"voxel_size_um must be a number between {lo:g} and {hi:g} um, got {v!r}")
         else:
             meta["voxel_size_um"] = float(v)
+            lo, hi = PLAUSIBLE_VOXEL_SIZE_UM
+            if not lo <= v <= hi:
+                warnings.append(f"{path.name}: voxel_size_um {v:g} um is outside the usual {lo:g}-{hi:g} um of "
+                                "nano-tomography; check the unit (micrometres)")
     else:
         warnings.append(f"{path.name} has no voxel_size_um; using the default {DEFAULT_VOXEL_SIZE_UM} um")
 
@@ -61,8 +72,8 @@ def validate_sidecar(raw: Any, path: str | os.PathLike) -> tuple[dict[str, Any],
         c = raw["cycles"]
         if isinstance(c, float) and c.is_integer():
             c = int(c)
-        if not _is_int(c) or c < 0:
-            problems.append(f"cycles must be an integer >= 0, got {raw['cycles']!r}")
+        if not _is_int(c) or not 0 <= c <= MAX_CYCLES:
+            problems.append(f"cycles must be an integer from 0 to {MAX_CYCLES}, got {raw['cycles']!r}")
         else:
             meta["cycles"] = c
 
@@ -94,7 +105,7 @@ def validate_sidecar(raw: Any, path: str | os.PathLike) -> tuple[dict[str, Any],
 
 
 def read_sidecar(path: str | os.PathLike | None) -> tuple[dict[str, Any], list[str]]:
-    """Read and validate a sidecar; a missing file gives the defaults and a warning.
+    """Read and validate a sidecar (the one sidecar parser); a missing file gives the defaults and a warning.
 
     Returns ``(meta, warnings)`` as :func:`validate_sidecar`. Raises :class:`ScanError` for invalid
     JSON or invalid values. The file is only read.
@@ -106,8 +117,8 @@ def read_sidecar(path: str | os.PathLike | None) -> tuple[dict[str, Any], list[s
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ScanError(path, f"sidecar is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ScanError(path, f"sidecar is not valid JSON ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise ScanError(path, f"cannot read sidecar ({exc.strerror or exc})") from None
     return validate_sidecar(raw, path)

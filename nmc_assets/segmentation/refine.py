@@ -69,9 +69,9 @@ def refine_labels_zarr(labels_path: str | os.PathLike, intensity, *, band: int =
     """
     import zarr
 
-    from ..storage import _jsonable, atomic_path
+    from ..storage import _jsonable, atomic_path, open_zarr
 
-    src = zarr.open_array(str(labels_path), mode="r")
+    src = open_zarr(labels_path)  # pinned to the current version while the new one is written
     shape = tuple(src.shape)
     if tuple(intensity.shape) != shape:
         raise ValueError(f"{labels_path}: labels {shape} and tomogram {tuple(intensity.shape)} differ in shape")

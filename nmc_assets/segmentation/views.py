@@ -91,9 +91,9 @@ def read_fused_maps(path: str | os.PathLike, views: tuple[str, ...] | None = Non
 
     Views are accumulated one at a time (two float32 volumes in memory).
     """
-    import zarr
+    from ..storage import open_zarr_group
 
-    root = zarr.open_group(str(path), mode="r")
+    root = open_zarr_group(path)
     attrs = dict(root.attrs)
     views = tuple(views or attrs["views"])
     prob = dist = None

@@ -11,7 +11,8 @@ import pytest
 
 from nmc_assets.cli import main
 from nmc_assets.features import COLUMN_DOCS, FEATURE_COLUMNS, compute_particle_features, read_features, write_features
-from nmc_assets.features.catalog import build_catalog, query_catalog, query_catalog_df
+from nmc_assets.features.catalog import build_catalog
+from nmc_assets.features.sql import CatalogQueryError, query_catalog, query_catalog_df
 from nmc_assets.features.queries import EXAMPLE_QUERIES
 from nmc_assets.features.table import column_docs_from_parquet
 from nmc_assets.paths import DataLayout
@@ -117,7 +118,7 @@ def test_catalog_rebuild_is_atomic_and_readers_are_read_only(layout, tmp_path):
     assert query_catalog_df("SELECT attribute FROM damage_drivers ORDER BY rank", path)["attribute"].tolist() == ["contact", "z_um"]
     leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(".nmc.duckdb")]
     assert leftovers == []
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(CatalogQueryError, match="read-only: only SELECT"):
         query_catalog("DROP VIEW scans", path)
 
 

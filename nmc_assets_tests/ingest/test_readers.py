@@ -227,7 +227,7 @@ BAD_INPUTS = {
                                     r"no dataset /exchange/data \(DXchange convention\); datasets found: /exchange/theta"),
     "HDF5 signature, garbage body": (_not_hdf5, "x.h5", r"not a readable HDF5 file"),
     "invalid sidecar values": (_bad_sidecar_type, "x.json",
-                               r"invalid sidecar: voxel_size_um must be a number > 0, got -1; cycles must be an integer"),
+                               r"invalid sidecar: voxel_size_um must be a number between 1e-06 and 1e\+06 um, got -1; cycles must be an integer"),
     "sidecar not JSON": (_sidecar_not_json, "x.json", r"sidecar is not valid JSON"),
     "RGB image": (_rgb_image, "x.tif", r"colour/multi-sample image"),
 }
