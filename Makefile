@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DATA   ?= $(CURDIR)/data
+# the data root: DATA=..., else $NMC_DATA_DIR from the environment, else ./data
+DATA   ?= $(or $(NMC_DATA_DIR),$(CURDIR)/data)
 PYTEST_ARGS ?=
 
 export NMC_DATA_DIR := $(DATA)

@@ -84,7 +84,8 @@ def find_scans(incoming_dir: str | os.PathLike) -> tuple[list[ScanFiles], list[I
         path = incoming_dir / entry.name
         if entry.is_symlink():
             problems.append(IncomingProblem(path, "is a symbolic link; links are not followed, copy the file "
-                                                  "into the drop folder instead; skipped"))
+                                                  "into the drop folder instead; skipped",
+                                            scan_id if is_valid_scan_id(scan_id) else None))
             continue
         if not entry.is_file():
             continue
