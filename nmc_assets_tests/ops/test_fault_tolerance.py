@@ -183,8 +183,10 @@ def test_fifty_scans_at_once_each_run_exactly_once_and_a_corrupt_one_fails_alone
     for record in mats:
         per_scan[record.partition_key] = per_scan.get(record.partition_key, 0) + 1
     assert per_scan == {s: 1 for s in scan_ids if s != corrupt}
-    stored = sorted(p.name for p in (layout.warehouse / "tomograms").iterdir())
-    assert stored == sorted(f"{s}.zarr" for s in scan_ids if s != corrupt)  # no temp leftovers either
+    stored = sorted(p.name for p in (layout.warehouse / "tomograms").iterdir() if not p.name.startswith("."))
+    assert stored == sorted(f"{s}.zarr" for s in scan_ids if s != corrupt)
+    hidden = [p.name for p in (layout.warehouse / "tomograms").iterdir() if p.name.startswith(".")]
+    assert len(hidden) == 49 and all(".zarr.v-" in n for n in hidden)  # one version each, no temp leftovers
     assert read_zarr(layout.tomogram("burst-03")).shape == TINY_SHAPE
 
 
