@@ -4,16 +4,17 @@ import hashlib
 import json
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
 from nmc_assets.defs.partitions import scan_partitions
 from nmc_assets.defs.resources import DataRootResource
-from nmc_assets.ingest import ScanError, load_scan, plan_incoming, tomogram_attrs
+from nmc_assets.blockwise import Progress
+from nmc_assets.ingest import ScanError, plan_incoming
+from nmc_assets.ingest.tomogram import write_tomogram
 from nmc_assets.previews import volume_preview_markdown
-from nmc_assets.storage import write_zarr
+from nmc_assets.storage import open_zarr
 
-RAW_TOMOGRAM_VERSION = "ingest-v1"
+RAW_TOMOGRAM_VERSION = "ingest-v2"  # v2: streamed, source dtype kept (uint8/uint16/int8/int16/float32)
 
 
 class RawTomogramConfig(dg.Config):
@@ -36,48 +37,56 @@ class RawTomogramConfig(dg.Config):
 def raw_tomogram(
     context: dg.AssetExecutionContext, config: RawTomogramConfig, data_root: DataRootResource
 ) -> dg.MaterializeResult:
-    """One scan from the drop folder, validated and stored as float32 (z, y, x) Zarr.
+    """One scan from the drop folder, validated and stored as a (z, y, x) Zarr array, streamed in slabs.
 
     Reads ``incoming/<scan>.tif|.tiff`` (tifffile) or ``incoming/<scan>.h5`` (``/exchange/data``) with
-    the optional sidecar ``<scan>.json``; moves the sidecar's ``thickness_axis`` to z; keeps the
-    original grey (phase) values (thickness_axis "y" gives file axes (y, z, x)). Fails with the file and the problem for truncated, 2D, empty,
-    constant or non-finite volumes and for labels of another shape. Writes
-    ``warehouse/tomograms/<scan>.zarr`` atomically with attrs ``scan_id, source_path,
-    source_sha256, voxel_size_um, cycles, sample, beamline, thickness_axis, shape, source_dtype,
-    percentiles, warnings``. The drop folder is never changed.
+    the optional sidecar ``<scan>.json`` a slab of planes at a time (bounded memory); moves the
+    sidecar's ``thickness_axis`` to z; keeps the original grey (phase) values and, for 8/16-bit integer
+    and float32 scans, the source dtype (thickness_axis "y" gives file axes (y, z, x)). Fails with the
+    file and the problem for truncated, 2D, empty, constant or non-finite volumes, mixed TIFF pages and
+    labels of another shape. Writes ``warehouse/tomograms/<scan>.zarr`` atomically with attrs
+    ``scan_id, source_path, source_sha256, voxel_size_um, cycles, sample, beamline, thickness_axis,
+    shape, dtype, source_dtype, percentiles, warnings``. The drop folder is never changed.
     """
     layout = data_root.layout
     scan_id = context.partition_key
+    out = layout.tomogram(scan_id)
+    progress = Progress(f"raw_tomogram {scan_id}", 1, context.log.info, unit="planes")
+
+    def report(done: int, total: int) -> None:
+        progress.total = total
+        progress.update(done)
+
     try:
-        volume, meta, warnings = load_scan(scan_id, layout.incoming)
-        if config.require_sidecar and meta["sidecar_path"] is None:
-            raise ScanError(layout.incoming / f"{scan_id}.json", "sidecar missing (require_sidecar is set)")
+        if config.require_sidecar and not layout.sidecar(scan_id).is_file():
+            raise ScanError(layout.sidecar(scan_id), "sidecar missing (require_sidecar is set)")
+        attrs, warnings = write_tomogram(scan_id, layout.incoming, out, progress=report)
     except ScanError as err:
         raise dg.Failure(description=str(err), metadata={"file": dg.MetadataValue.path(str(err.path)),
                                                          "problem": err.problem}, allow_retries=False) from err
     for warning in warnings:
         context.log.warning(f"{scan_id}: {warning}")
-    attrs = tomogram_attrs(meta, volume, warnings)
-    out = write_zarr(layout.tomogram(scan_id), volume, attrs=attrs)
+    volume = open_zarr(out)
     pct = attrs["percentiles"]
+    voxel = attrs["voxel_size_um"]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(out)),
             "shape": str(tuple(volume.shape)),
             "dtype": str(volume.dtype),
-            "source_dtype": meta["source_dtype"],
-            "voxel_size_um": dg.MetadataValue.float(meta["voxel_size_um"]),
-            "cycles": dg.MetadataValue.int(meta["cycles"]) if meta["cycles"] is not None else dg.MetadataValue.null(),
-            "sample": meta["sample"] or "",
-            "thickness_axis": meta["thickness_axis"],
-            "size_um": str(tuple(round(s * meta["voxel_size_um"], 3) for s in volume.shape)),
+            "source_dtype": attrs["source_dtype"],
+            "voxel_size_um": dg.MetadataValue.float(voxel),
+            "cycles": dg.MetadataValue.int(attrs["cycles"]) if attrs["cycles"] is not None else dg.MetadataValue.null(),
+            "sample": attrs["sample"] or "",
+            "thickness_axis": attrs["thickness_axis"],
+            "size_um": str(tuple(round(s * voxel, 3) for s in volume.shape)),
             "intensity_percentiles": dg.MetadataValue.json(pct),
             "intensity_p1_p99": f"{pct['1']:.4g} .. {pct['99']:.4g}",
             "warnings": dg.MetadataValue.json(list(warnings)),
-            "source_path": dg.MetadataValue.path(meta["source_path"]),
-            "source_sha256": meta["source_sha256"],
-            "has_ground_truth": meta["labels_path"] is not None,
-            "preview": dg.MetadataValue.md(volume_preview_markdown(np.asarray(volume))),
+            "source_path": dg.MetadataValue.path(attrs["source_path"]),
+            "source_sha256": attrs["source_sha256"],
+            "has_ground_truth": layout.ground_truth_labels(scan_id) is not None,
+            "preview": dg.MetadataValue.md(volume_preview_markdown(volume)),
         },
         # same input bytes + sidecar + code -> same data version (downstream staleness follows content)
         data_version=dg.DataVersion(hashlib.sha256(json.dumps(attrs, sort_keys=True).encode()).hexdigest()[:16]),

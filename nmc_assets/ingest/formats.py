@@ -89,43 +89,60 @@ def _planes_in_file(tif, series, file_size: int) -> int:
     return complete_pages
 
 
+def _check_tiff_header(tif, path: Path, file_size: int):
+    """The grey-value series of an open TIFF, after the header checks (colour, mixed pages, truncation)."""
+    series = tif.series[0] if tif.series else None
+    if series is None:
+        raise ScanError(path, "TIFF contains no image data")
+    if "S" in series.axes and series.shape[series.axes.index("S")] > 1:
+        raise ScanError(path, f"is a colour/multi-sample image (axes {series.axes}, shape "
+                              f"{tuple(series.shape)}); expected a grey-value 3D stack")
+    if len(tif.series) > 1:
+        kinds = "; ".join(f"{tuple(s.shape)} {s.dtype}" for s in tif.series[:4])
+        raise ScanError(path, f"pages have mixed shapes or dtypes ({len(tif.series)} page groups: {kinds}); "
+                              "expected one stack of equal 2D pages")
+    declared = _declared_planes(tif)
+    if declared is not None:
+        present = min(_planes_in_file(tif, series, file_size), declared[0])
+        if present < declared[0]:
+            raise ScanError(path, f"truncated TIFF: only {present} of {declared[0]} slices are "
+                                  f"present in the file ({declared[1]})")
+    else:
+        complete, total = _complete_pages(tif, file_size)
+        if complete < total:
+            raise ScanError(path, f"truncated TIFF: only {complete} of its {total} pages have all "
+                                  "their data in the file")
+    return series
+
+
+@contextlib.contextmanager
+def _tiff_errors(path: Path) -> Iterator[list[logging.LogRecord]]:
+    """Turn whatever tifffile raises or logs as an error into a :class:`ScanError` naming ``path``."""
+    with _tifffile_log() as log:
+        try:
+            yield log
+        except ScanError:
+            raise
+        except Exception as exc:  # tifffile raises many types for garbage and cut files
+            raise ScanError(path, f"not a readable TIFF, or truncated/corrupted ({type(exc).__name__}: {exc})") from None
+        errors = [r.getMessage() for r in log if r.levelno >= logging.ERROR]
+        if errors:
+            raise ScanError(path, f"truncated or corrupted TIFF (tifffile: {errors[0]})")
+
+
 def _read_tiff(path: Path, read_data: bool = True) -> tuple[np.ndarray | None, tuple, np.dtype, list[str]]:
     """Return ``(data or None, shape, dtype, warnings)``; fails on truncation or corruption."""
     import tifffile
 
     file_size = path.stat().st_size
     data = None
-    with _tifffile_log() as log:
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0] if tif.series else None
-                if series is None:
-                    raise ScanError(path, "TIFF contains no image data")
-                if "S" in series.axes and series.shape[series.axes.index("S")] > 1:
-                    raise ScanError(path, f"is a colour/multi-sample image (axes {series.axes}, shape "
-                                          f"{tuple(series.shape)}); expected a grey-value 3D stack")
-                declared = _declared_planes(tif)
-                if declared is not None:
-                    present = min(_planes_in_file(tif, series, file_size), declared[0])
-                    if present < declared[0]:
-                        raise ScanError(path, f"truncated TIFF: only {present} of {declared[0]} slices are "
-                                              f"present in the file ({declared[1]})")
-                else:
-                    complete, total = _complete_pages(tif, file_size)
-                    if complete < total:
-                        raise ScanError(path, f"truncated TIFF: only {complete} of its {total} pages have all "
-                                              "their data in the file")
-                shape, dtype = tuple(series.shape), np.dtype(series.dtype)
-                if read_data:
-                    data = series.asarray()
-                    shape = data.shape
-        except ScanError:
-            raise
-        except Exception as exc:  # tifffile raises many types for garbage and cut files
-            raise ScanError(path, f"not a readable TIFF, or truncated/corrupted ({type(exc).__name__}: {exc})") from None
-    errors = [r.getMessage() for r in log if r.levelno >= logging.ERROR]
-    if errors:
-        raise ScanError(path, f"truncated or corrupted TIFF (tifffile: {errors[0]})")
+    with _tiff_errors(path) as log:
+        with tifffile.TiffFile(path) as tif:
+            series = _check_tiff_header(tif, path, file_size)
+            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+            if read_data:
+                data = series.asarray()
+                shape = data.shape
     warnings = [f"tifffile: {r.getMessage()}" for r in log if r.levelno < logging.ERROR]
     return data, shape, dtype, warnings
 
@@ -224,6 +241,80 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     path = Path(path)
     data, _, _, warnings = _reader(path)(path, read_data=True)
     return data.reshape(_file_shape(data.shape)), warnings
+
+
+class VolumeReader:
+    """Plane-slab access to a TIFF stack or HDF5 ``/exchange/data`` volume, in file axes (z, y, x).
+
+    ``shape`` and ``dtype`` come from the header (after the same checks as :func:`probe_volume`);
+    :meth:`read` returns planes ``[start, stop)`` along the file's first axis and checks that the file
+    really holds them. Use as a context manager (the file stays open while streaming).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = self._tif = self._series = self._dataset = None
+        self.warnings: list[str] = []
+
+    def __enter__(self) -> "VolumeReader":
+        path = self.path
+        suffix = path.suffix.lower()
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with _tiff_errors(path) as log:
+                self._tif = tifffile.TiffFile(path)
+                self._series = _check_tiff_header(self._tif, path, path.stat().st_size)
+                shape, dtype = tuple(self._series.shape), np.dtype(self._series.dtype)
+            self.warnings += [f"tifffile: {r.getMessage()}" for r in log if r.levelno < logging.ERROR]
+            self._pages = int(math.prod(shape[:-2])) if len(shape) > 2 else 1
+        elif suffix in HDF5_SUFFIXES:
+            import h5py
+
+            try:
+                self._file = h5py.File(path, "r", locking=False)
+                _, shape, dtype, _ = _hdf5_dataset(self._file, path, HDF5_DATASET, read_data=False)
+                self._dataset = self._file[HDF5_DATASET]
+            except ScanError:
+                self.close()
+                raise
+            except Exception as exc:
+                self.close()
+                raise ScanError(path, f"not a readable HDF5 file, or truncated/corrupted ({type(exc).__name__}: {exc})") from None
+        else:
+            raise ScanError(path, f"unsupported file type {suffix!r}; expected .tif, .tiff or .h5")
+        self.shape, self.dtype = _file_shape(shape), dtype
+        return self
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Planes ``[start, stop)`` of the first (file z) axis as an array ``(stop - start, y, x)``."""
+        want = (stop - start,) + tuple(self.shape[1:])
+        if self._tif is not None:
+            with _tiff_errors(self.path):
+                data = self._tif.asarray(key=range(start, stop), series=0) if self._pages > 1 else self._series.asarray()
+        else:
+            try:
+                data = np.asarray(self._dataset[(slice(start, stop),) + (slice(None),) * (self._dataset.ndim - 1)]
+                                  if self._dataset.ndim == len(self.shape) else self._dataset[()])
+            except Exception as exc:
+                raise ScanError(self.path, f"cannot read {HDF5_DATASET} planes {start}-{stop} ({type(exc).__name__}: {exc})") from None
+            if data.ndim > len(self.shape):
+                data = data.reshape(self.shape)[start:stop]
+        data = np.asarray(data)
+        if data.size != math.prod(want):
+            raise ScanError(self.path, f"truncated or inconsistent file: planes {start}-{stop} hold {data.size} "
+                                       f"values, the header promises shape {want}")
+        return data.reshape(want)
+
+    def close(self) -> None:
+        for handle in (self._tif, self._file):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        self._tif = self._file = None
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def check_volume_shape(shape: tuple[int, ...], path: str | os.PathLike) -> None:

@@ -53,19 +53,19 @@ def test_raw_tomogram_writes_zarr_with_values_attrs_and_metadata(root):
 
     out = root / "warehouse/tomograms/s1.zarr"
     data = read_zarr(out)
-    assert data.dtype == np.float32 and data.shape == (20, 6, 24)
-    np.testing.assert_array_equal(data, np.moveaxis(vol, 1, 0).astype(np.float32))
+    assert data.dtype == np.uint16 and data.shape == (20, 6, 24)  # the source dtype is kept
+    np.testing.assert_array_equal(data, np.moveaxis(vol, 1, 0))
     attrs = zarr_attrs(out)
     assert attrs["scan_id"] == "s1" and attrs["source_path"] == str(src) and len(attrs["source_sha256"]) == 64
     assert attrs["voxel_size_um"] == 0.1 and attrs["cycles"] == 10 and attrs["sample"] == "NMC811-A"
     assert attrs["beamline"] == "virtual" and attrs["thickness_axis"] == "y" and attrs["shape"] == [20, 6, 24]
-    assert attrs["source_dtype"] == "uint16" and attrs["warnings"] == []
+    assert attrs["source_dtype"] == "uint16" and attrs["dtype"] == "uint16" and attrs["warnings"] == []
     assert list(attrs["percentiles"]) == ["0.5", "1", "50", "99", "99.5", "99.8"]
     assert attrs["percentiles"]["50"] == pytest.approx(float(np.percentile(vol, 50)))
 
     (mat,) = res.asset_materializations_for_node("raw_tomogram")
     md = mat.metadata
-    assert md["shape"].value == "(20, 6, 24)" and md["dtype"].value == "float32"
+    assert md["shape"].value == "(20, 6, 24)" and md["dtype"].value == "uint16"
     assert md["voxel_size_um"].value == 0.1 and md["cycles"].value == 10
     assert md["source_sha256"].value == attrs["source_sha256"] and md["path"].value == str(out)
     assert md["preview"].value.startswith("![xy | xz | yz](data:image/png;base64,")

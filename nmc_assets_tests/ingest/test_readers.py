@@ -283,5 +283,5 @@ def test_percentiles_and_attrs(incoming):
     volume, meta, warnings = load_scan("a", incoming)
     attrs = tomogram_attrs(meta, volume, warnings)
     assert set(attrs) == {"scan_id", "source_path", "source_sha256", "voxel_size_um", "cycles", "sample", "beamline",
-                          "thickness_axis", "shape", "source_dtype", "percentiles", "warnings"}
+                          "thickness_axis", "shape", "dtype", "source_dtype", "percentiles", "warnings"}
     json.dumps(attrs)  # JSON-serialisable for Zarr attrs
