@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmc_assets.features.extract import rotation_matrix
+from nmc_assets.features.moments import rotation_matrix
 
 
 def ball_mask(shape, centre_zyx, radius) -> np.ndarray:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from nmc_assets.features import FEATURE_COLUMNS, FeatureSettings, compute_particle_features
-from nmc_assets.features import extract as engine
+from nmc_assets.features import measure
 from nmc_assets_tests.features.constructed import crowded_scene
 
 GOLDEN = Path(__file__).with_name("golden_crowded_scene.csv")
@@ -50,7 +50,7 @@ def test_feature_table_equals_golden(scene, case, gap):
 def test_one_particle_per_mosaic_equals_golden(scene, monkeypatch):
     """Every particle in its own mosaic: rows come back in particle order, and particles away from the
     border measure exactly as when packed together (the tile rim isolates them)."""
-    monkeypatch.setattr(engine, "CHUNK_VOXELS", 1)
+    monkeypatch.setattr(measure, "CHUNK_VOXELS", 1)
     df = features(*scene)
     pd.testing.assert_frame_equal(df, golden("one_per_mosaic"), check_exact=False, rtol=1e-9, atol=0)
     packed = golden("gap0")
