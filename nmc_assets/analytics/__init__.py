@@ -1,6 +1,7 @@
 """Damage analytics: random forests of particle damage per cycling condition, ranked by mean |SHAP|.
 
 - :mod:`.damage_model`  configuration, conditions, repeated fits, scores, the drivers table
+- :mod:`.drivers`       the drivers table's columns and per-condition summary
 - :mod:`.store`         reading features, writing / reading the damage-model folder
 - :mod:`.plots`         grouped bar chart by condition, SHAP beeswarm (PNG)
 - :mod:`.pipeline`      the two steps over paths (used by the Dagster assets)

@@ -23,12 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nmc_assets.analytics.damage_model import (
-    TARGET,
-    DamageModelResults,
-    empty_drivers_table,
-    summarise_condition,
-)
+from nmc_assets.analytics.damage_model import TARGET, DamageModelResults
+from nmc_assets.analytics.drivers import empty_drivers_table, summarise_condition
 from nmc_assets.storage import atomic_path, atomic_write_json, atomic_write_parquet
 
 VALUE_PREFIX = "value__"

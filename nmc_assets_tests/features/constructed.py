@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmc_assets.features.extract import rotation_matrix
+from nmc_assets.features.moments import rotation_matrix
 
 
 def ball_mask(shape, centre_zyx, radius) -> np.ndarray:
@@ -33,3 +33,23 @@ def phase_image(solid: np.ndarray, *, solid_value=1.0, background=0.2, blur=0.0,
     if noise > 0:
         img = img + np.random.default_rng(seed).normal(0, noise, img.shape).astype(np.float32)
     return img
+
+
+def crowded_scene() -> tuple[np.ndarray, np.ndarray]:
+    """(labels uint16, intensity float32) of a (56, 60, 64) scene: five anisotropic ellipsoids (so their
+    orientations are well defined), two of them touching, two cut by the volume border, one with a crack
+    and one with a void; blurred, noisy intensity."""
+    shape = (56, 60, 64)
+    labels = np.zeros(shape, np.uint16)
+    for label, centre, axes, angles in [
+        (4, (18, 18, 18), (11, 8, 6), (20, 10, 5)),
+        (9, (18, 34, 20), (10, 7, 5.5), (-35, 15, 60)),
+        (15, (38, 38, 44), (15, 9, 6), (30, 20, 40)),
+        (2, (50, 8, 58), (9, 6, 4.5), (60, -20, 10)),
+        (21, (6, 52, 8), (12, 7, 5), (-10, 30, -25)),
+    ]:
+        labels[ellipsoid_mask(shape, centre, axes, *angles)] = label
+    solid = labels > 0
+    solid[36:40, 36:44, 40:48] = False  # a crack through particle 15
+    solid[17:20, 16:20, 16:19] = False  # a void inside particle 4
+    return labels, phase_image(solid, blur=0.8, noise=0.04, seed=2)

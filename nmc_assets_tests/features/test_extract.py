@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from nmc_assets.features import FEATURE_COLUMNS, compute_particle_features
-from nmc_assets.features.extract import estimate_solid_threshold, local_packing_density
+from nmc_assets.features import FEATURE_COLUMNS, compute_particle_features, estimate_solid_threshold
+from nmc_assets.features.neighbours import local_packing_density
 from nmc_assets_tests.features.constructed import ball_mask, ellipsoid_mask, phase_image
 
 VOXEL = 0.5  # um
@@ -228,9 +228,9 @@ def test_deterministic():
 def test_voxel_isosurface_lookup_table_equals_marching_cubes():
     from skimage.measure import marching_cubes, mesh_surface_area
 
-    from nmc_assets.features.extract import voxel_isosurface_area
+    from nmc_assets.features.surfaces import voxel_area_per_z
 
     m = ball_mask((30, 30, 30), (14.6, 15.2, 15.0), 9.3)
     m[10:14, 12:20, 3:9] = True
     verts, faces, _, _ = marching_cubes(np.pad(m, 1).astype(np.float32), 0.5)
-    assert voxel_isosurface_area(m) == pytest.approx(mesh_surface_area(verts, faces), rel=1e-6)
+    assert voxel_area_per_z(np.pad(m, 1)).sum() == pytest.approx(mesh_surface_area(verts, faces), rel=1e-6)

@@ -1,0 +1,110 @@
+"""Raw per-particle measurements (voxel units) of a labelled tomogram, a mosaic of particles at a time.
+
+Each particle's crop (bounding box + a margin) becomes a tile of a mosaic (:mod:`nmc_assets.features.mosaic`),
+a few million voxels per mosaic; moments, surfaces and contact are then computed once per mosaic.
+Arrays are ``(z, y, x)``; lengths are in voxels, areas in voxel^2 (voxel edge = 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmc_assets.features._compiled import kernels
+from nmc_assets.features.moments import particle_moments
+from nmc_assets.features.mosaic import TILE_PAD, Mosaic, build_mosaic
+from nmc_assets.features.surfaces import particle_surfaces
+
+#: Voxels per mosaic chunk (bounds memory: about 40 bytes per voxel at the peak).
+CHUNK_VOXELS = 4_000_000
+
+
+@dataclass(frozen=True)
+class ParticleMeasurements:
+    """One row per particle, (n,) float64 arrays unless noted; fields as in
+    :class:`~nmc_assets.features.moments.Moments` and :class:`~nmc_assets.features.surfaces.Surfaces`."""
+
+    centroid_xyz: np.ndarray  #: (n, 3) voxel indices (x, y, z)
+    yaw_deg: np.ndarray
+    pitch_deg: np.ndarray
+    roll_deg: np.ndarray
+    major_axis: np.ndarray  #: (n, 3) unit vector (x, y, z)
+    l1: np.ndarray  #: voxel^2
+    l3: np.ndarray  #: voxel^2
+    n_filled: np.ndarray  #: voxels
+    n_solid: np.ndarray  #: voxels
+    e_density: np.ndarray  #: intensity units
+    homogeneity: np.ndarray  #: 1 / intensity units
+    s_out: np.ndarray  #: voxel^2
+    s_out_raw: np.ndarray
+    s_in: np.ndarray
+    s_in_raw: np.ndarray
+    contact: np.ndarray  #: fraction of the outer surface in contact with other particles
+    touches_border: np.ndarray  #: (n,) bool: the bounding box reaches the volume's edge
+
+    @classmethod
+    def concatenate(cls, parts: list[ParticleMeasurements]) -> ParticleMeasurements:
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)})
+
+    def take(self, rows: np.ndarray) -> ParticleMeasurements:
+        return type(self)(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
+
+
+def measure_particles(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray, box_lo: np.ndarray,
+                      box_hi: np.ndarray, thr: float, contact_gap_vox: int = 0) -> ParticleMeasurements:
+    """:class:`ParticleMeasurements` of the particles ``ids`` (label values, in that order).
+
+    ``box_lo``/``box_hi``: (n, 3) bounding boxes (z, y, x; hi exclusive); ``thr``: solid threshold
+    (intensity units); ``contact_gap_vox``: see :func:`contact_fraction`.
+    """
+    shape = np.array(labels.shape, np.int64)
+    margin = max(contact_gap_vox, 1)
+    starts = np.maximum(box_lo - margin, 0)  # (n, 3) crop starts (z, y, x)
+    sizes = np.minimum(box_hi + margin, shape) - starts
+    touches = (box_lo == 0).any(axis=1) | (box_hi == shape).any(axis=1)
+    parts, rows = [], []
+    for chunk in _chunks(sizes):
+        mosaic = build_mosaic(labels, intensity, ids[chunk], starts[chunk], sizes[chunk])
+        parts.append(ParticleMeasurements(
+            **particle_moments(mosaic, thr)._asdict(),
+            **particle_surfaces(mosaic, thr)._asdict(),
+            contact=contact_fraction(mosaic, contact_gap_vox),
+            touches_border=touches[chunk],
+        ))
+        rows.append(chunk)
+    return ParticleMeasurements.concatenate(parts).take(np.argsort(np.concatenate(rows)))
+
+
+def _chunks(sizes: np.ndarray) -> Iterator[np.ndarray]:
+    """Row indices of the particles of each mosaic: crops of similar (y, x) extent together, at most
+    :data:`CHUNK_VOXELS` voxels (with rims) per mosaic unless one crop alone is larger."""
+    order = np.lexsort((sizes[:, 2], sizes[:, 1]))
+    chunk: list[int] = []
+    chunk_vox = 0
+    for k in order.tolist():
+        vox = int(np.prod(sizes[k] + 2 * TILE_PAD))
+        if chunk and chunk_vox + vox > CHUNK_VOXELS:
+            yield np.array(chunk)
+            chunk, chunk_vox = [], 0
+        chunk.append(k)
+        chunk_vox += vox
+    if chunk:
+        yield np.array(chunk)
+
+
+def contact_fraction(mosaic: Mosaic, gap_vox: int = 0) -> np.ndarray:
+    """Per tile, the fraction of the filled particle's outer surface in contact with another label.
+
+    ``gap_vox`` 0: outer voxel faces that face another label, over all outer faces (faces on the volume
+    border count as free surface; the virtual beamline's definition); n >= 1: boundary voxels with
+    another label within n voxels (chessboard), over all boundary voxels (a looser near-contact measure).
+    """
+    k = kernels().morphology
+    if gap_vox == 0:
+        n_boundary, n_contact = k.contact_faces_per_z(mosaic.filled, mosaic.other)
+    else:
+        n_boundary, n_contact = k.contact_per_z(mosaic.filled, mosaic.other, gap_vox)
+    return mosaic.tile_sums(n_contact) / np.maximum(1, mosaic.tile_sums(n_boundary))
