@@ -82,8 +82,8 @@ class Progress:
         self.start = self.last = time.monotonic()
         self.done = 0
 
-    def message(self) -> str:
-        elapsed = time.monotonic() - self.start
+    def message(self, now: float | None = None) -> str:
+        elapsed = (time.monotonic() if now is None else now) - self.start
         left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
         eta = "?" if math.isnan(left) else f"{left:.0f} s"
         return f"{self.what}: {self.done}/{self.total} {self.unit}, {elapsed:.0f} s elapsed, about {eta} left"
@@ -97,7 +97,7 @@ class Progress:
         now = time.monotonic()
         if self.report is not None and (now - self.last >= self.interval_s or self.done == self.total):
             self.last = now
-            self.report(self.message())
+            self.report(self.message(now))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,3 +18,13 @@ def _isolated_data_root(tmp_path_factory):
         os.environ.pop("NMC_DATA_DIR", None)
     else:
         os.environ["NMC_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def dask_cluster_address():
+    """A ``distributed.LocalCluster`` with 2 worker processes (1 thread each), shared by the session."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster:
+        yield cluster.scheduler_address

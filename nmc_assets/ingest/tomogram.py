@@ -88,7 +88,10 @@ class _Statistics:
             self.hi = hi if self.hi is None else max(self.hi, hi)
         flat = slab.reshape(-1)
         if self.histogram:
-            self.counts += np.bincount((flat.astype(np.int64) - self.offset), minlength=self.counts.size)
+            # signed 8/16-bit values as unsigned with the sign bit flipped: same order, no wide copy
+            codes = flat.view(np.dtype(f"u{self.dtype.itemsize}")) ^ np.uint16(1 << (8 * self.dtype.itemsize - 1)).astype(
+                f"u{self.dtype.itemsize}") if self.dtype.kind == "i" else flat
+            self.counts += np.bincount(codes, minlength=self.counts.size)
         else:
             first = (-self.seen) % self.step  # global flat indices that are multiples of the step
             self.sample.append(flat[first :: self.step].astype(np.float32))
