@@ -3,8 +3,10 @@
 Run as ``python -m nmc_assets.demo``. Uses the data root ``$NMC_DATA_DIR`` (``./data``) and the persistent
 Dagster instance in ``<data root>/dagster_home``, so ``make ui`` shows every materialization afterwards.
 Assets run in topological order with their default config, except a shorter grain-model calibration
-(``--grain-model-steps``); partitioned assets run once per scan. A
-scan that fails does not stop the others; the summary lists what failed and why.
+(``--grain-model-steps``); partitioned assets run once per scan. The grain-model calibration, which
+needs no scan, runs in a second process beside the scan path (``plan_lanes``; ``--sequential`` turns
+that off). Each step is printed when it starts and when it ends. A scan that fails does not stop the
+others; the summary lists what failed and why.
 """
 
 from __future__ import annotations
@@ -84,33 +86,58 @@ def run_config_for(asset_name: str, asset_config: dict[str, dict] | None = None)
     return QUIET_RUN_CONFIG
 
 
-def materialize_all(layout: DataLayout, scans: list[str], log=print, asset_config: dict[str, dict] | None = None) -> DemoReport:
-    """Materialize every asset (each scan partition separately) with ``asset_config`` (asset name -> config
-    dict) as run config; a failed scan's downstream partitions are skipped, the rest go on."""
-    """Materialize every asset of the code location, partitioned ones once per scan."""
+#: Assets that run in a lane of their own beside the rest (with the assets only they need), because
+#: they are long and independent of the scans: the grain-model calibration.
+PARALLEL_LANES = ("grain_model",)
+
+
+def plan_lanes(graph, heavy: tuple[str, ...] = PARALLEL_LANES) -> tuple[list[list], list]:
+    """Split the materializable assets into lanes that can run at the same time, and what must follow.
+
+    Each heavy asset gets a lane with the ancestors that feed nothing else; the main lane has every
+    other asset except the heavy assets' descendants, which run afterwards (all in topological order).
+    """
+    import dagster as dg
+
+    order = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
+    lanes, claimed, after = [], set(), set()
+    for name in heavy:
+        key = dg.AssetKey(name)
+        if not graph.has(key):
+            continue
+        below = set(dg.AssetSelection.assets(key).downstream().resolve(graph)) - {key}
+        above = set(dg.AssetSelection.assets(key).upstream().resolve(graph))
+        own = {k for k in above if graph.get(k).is_materializable
+               and set(dg.AssetSelection.assets(k).downstream().resolve(graph)) <= above | below}
+        lanes.append([k for k in order if k in own])
+        claimed |= own
+        after |= below
+    main = [k for k in order if k not in claimed and k not in after]
+    return [main, *lanes], [k for k in order if k in after and k not in claimed]
+
+
+def _run_steps(keys, scans: list[str], asset_config: dict[str, dict] | None, lane: str = "",
+               failed_scans: set[str] | None = None) -> list[StepOutcome]:
+    """Materialize ``keys`` in order (partitioned ones once per scan) in this process; print as it goes."""
     import dagster as dg
 
     from nmc_assets.definitions import defs as load_defs
 
     instance = dg.DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions("scan"))
-    new = [s for s in scans if s not in known]
-    if new:
-        instance.add_dynamic_partitions("scan", new)
-
     definitions = load_defs()
     graph = definitions.resolve_asset_graph()
     job = definitions.resolve_implicit_global_asset_job_def()
-    report = DemoReport(scans=scans)
-    failed_scans: set[str] = set()
-    materializable = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
-    for key in materializable:
-        node = graph.get(key)
-        partitions = scans if node.partitions_def is not None else [None]
+    failed_scans = set(failed_scans or ())
+    prefix = f"[{lane}] " if lane else ""
+    outcomes = []
+    for key in [dg.AssetKey.from_user_string(k) if isinstance(k, str) else k for k in keys]:
+        partitions = scans if graph.get(key).partitions_def is not None else [None]
         for partition in partitions:
+            name = key.to_user_string() + (f"[{partition}]" if partition else "")
             if partition in failed_scans:
-                report.outcomes.append(StepOutcome(key.to_user_string(), partition, 0.0, False, "skipped: upstream failed"))
+                outcomes.append(StepOutcome(key.to_user_string(), partition, 0.0, False, "skipped: upstream failed"))
                 continue
+            print(f"  {prefix}running {name} ...", flush=True)
             start = time.perf_counter()
             result = job.execute_in_process(
                 run_config=run_config_for(key.to_user_string(), asset_config),
@@ -121,17 +148,57 @@ def materialize_all(layout: DataLayout, scans: list[str], log=print, asset_confi
             )
             seconds = time.perf_counter() - start
             outcome = StepOutcome(key.to_user_string(), partition, seconds, result.success)
-            outcome.checks = {
-                e.check_name: bool(e.passed) for e in result.get_asset_check_evaluations()
-            }
+            outcome.checks = {e.check_name: bool(e.passed) for e in result.get_asset_check_evaluations()}
             if not result.success:
                 outcome.error = _first_error(result)
                 if partition is not None:
                     failed_scans.add(partition)
-            report.outcomes.append(outcome)
-            where = f"[{partition}]" if partition else ""
-            checks = " ".join(f"{name}:{'pass' if ok else 'FAIL'}" for name, ok in sorted(outcome.checks.items()))
-            log(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.asset + where:<40} {seconds:7.1f} s  {checks} {outcome.error}")
+            outcomes.append(outcome)
+            checks = " ".join(f"{c}:{'pass' if ok else 'FAIL'}" for c, ok in sorted(outcome.checks.items()))
+            print(f"  {prefix}{'ok  ' if outcome.ok else 'FAIL'} {name:<40} {seconds:7.1f} s  {checks} {outcome.error}",
+                  flush=True)
+    return outcomes
+
+
+def _run_lane(keys: list[str], scans: list[str], asset_config, lane: str, env: dict[str, str]) -> list[StepOutcome]:
+    """A lane in a worker process (spawned: its own Dagster, TensorFlow and torch state)."""
+    os.environ.update(env)
+    return _run_steps(keys, scans, asset_config, lane)
+
+
+def materialize_all(layout: DataLayout, scans: list[str], asset_config: dict[str, dict] | None = None,
+                    parallel: bool = True) -> DemoReport:
+    """Materialize every asset (partitioned ones once per scan) with ``asset_config`` (asset name ->
+    config dict) as run config. The lanes of :func:`plan_lanes` run at the same time in separate
+    processes when ``parallel`` (all against the same instance); a failed scan's downstream partitions
+    are skipped, the rest go on."""
+    import concurrent.futures
+    import multiprocessing
+
+    import dagster as dg
+
+    from nmc_assets.definitions import defs as load_defs
+
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions("scan"))
+    new = [s for s in scans if s not in known]
+    if new:
+        instance.add_dynamic_partitions("scan", new)
+    lanes, after = plan_lanes(load_defs().resolve_asset_graph())
+    names = [[k.to_user_string() for k in lane] for lane in lanes]
+    report = DemoReport(scans=scans)
+    if parallel and len(names) > 1:
+        env = {k: os.environ[k] for k in ("NMC_DATA_DIR", "DAGSTER_HOME") if k in os.environ}
+        labels = ["scans"] + [lane[-1] for lane in names[1:]]
+        with concurrent.futures.ProcessPoolExecutor(len(names), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_lane, lane, scans, asset_config, label, env) for lane, label in zip(names, labels)]
+            for future in futures:
+                report.outcomes += future.result()
+    else:
+        for lane in names:
+            report.outcomes += _run_steps(lane, scans, asset_config)
+    failed = {o.partition for o in report.failures if o.partition}
+    report.outcomes += _run_steps([k.to_user_string() for k in after], scans, asset_config, failed_scans=failed)
     return report
 
 
@@ -178,6 +245,8 @@ def summary(layout: DataLayout, report: DemoReport, wall_seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="data root (default $NMC_DATA_DIR or ./data)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run every asset in this process, one after the other (default: independent lanes in parallel)")
     parser.add_argument("--grain-model-steps", type=int, default=DEMO_GRAIN_MODEL_STEPS,
                         help=f"grain-model calibration steps (default {DEMO_GRAIN_MODEL_STEPS}; the asset's own default is 1200)")
     args = parser.parse_args(argv)
@@ -199,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         write_default_scans(layout.incoming)
         scans = incoming_scan_ids(layout.incoming)
     print(f"materializing every asset for {len(scans)} scan(s): {', '.join(scans)}")
-    report = materialize_all(layout, scans, asset_config={"grain_model": {"steps": args.grain_model_steps}})
+    report = materialize_all(layout, scans, asset_config={"grain_model": {"steps": args.grain_model_steps}},
+                             parallel=not args.sequential)
     print(summary(layout, report, time.perf_counter() - start))
     return 1 if report.failures else 0
 

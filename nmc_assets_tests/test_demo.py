@@ -13,3 +13,22 @@ def test_demo_overrides_only_the_named_asset_and_the_config_validates():
 
     job = defs().resolve_implicit_global_asset_job_def()
     assert dg.validate_run_config(job, cfg)["ops"]["grain_model"]["config"]["steps"] == DEMO_GRAIN_MODEL_STEPS
+
+
+def test_lanes_cover_every_asset_once_and_never_wait_on_each_other():
+    from nmc_assets.definitions import defs
+    from nmc_assets.demo import plan_lanes
+
+    graph = defs().resolve_asset_graph()
+    lanes, after = plan_lanes(graph)
+    names = [[k.to_user_string() for k in lane] for lane in lanes]
+    assert names[1] == ["grain_sections", "grain_model"]
+    assert {"synthetic_particles", "published_dataset"} <= {k.to_user_string() for k in after}
+    everything = [k for lane in lanes for k in lane] + after
+    assert sorted(everything) == sorted(k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable)
+    assert len(everything) == len(set(everything))
+    # nothing in one lane depends on another lane
+    for i, lane in enumerate(lanes):
+        others = {k for j, other in enumerate(lanes) if j != i for k in other}
+        for key in lane:
+            assert not (set(graph.get(key).parent_keys) & others), key
