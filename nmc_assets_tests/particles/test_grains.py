@@ -39,6 +39,37 @@ def test_grain_marks(particle):
     np.testing.assert_allclose(np.abs(np.sum(v[:, :, 0] * g.axes, axis=1)), 1.0, atol=1e-6)
 
 
+def test_beamline_grains_equal_the_recorded_values():
+    """The grains of the beamline's default parameters for a fixed seed (recorded at commit c09933e): the
+    beamline's scans, the StarDist model trained on them and the recorded figures depend on them."""
+    from nmc_assets.beamline.simulate import DEFAULT_GRAIN_PARAMS
+
+    g = sample_grains(np.random.default_rng(2024), DEFAULT_GRAIN_PARAMS, 4.0)
+    assert len(g) == 44
+    # seeds, weights and elongations bit for bit; axes and metrics to float64 rounding
+    assert g.seeds[:2].tolist() == [[1.202346840059307, -1.0203884080119419, -1.4603647635635166],
+                                    [0.05534229492758717, 0.7094006287449757, 0.41936152586158315]]
+    assert g.weights[:3].tolist() == [-0.062143111930162157, 0.2975202377818429, -0.07998864278646706]
+    assert g.elongations[:3].tolist() == [1.2872854948732124, 1.8587491803168865, 2.503417988976007]
+    np.testing.assert_allclose(g.axes[0], [0.46092086228995494, -0.6089431968939255, -0.6455541353461306], rtol=1e-15)
+    np.testing.assert_allclose(g.metrics[0], [[1.0836687099503528, 0.13170554378879493, 0.13962395651113244],
+                                              [0.13170554378879493, 1.0093570855184812, -0.18446346303019223],
+                                              [0.13962395651113244, -0.18446346303019223, 0.9878053866294445]], rtol=1e-15)
+
+
+def test_beamline_labels_equal_the_recorded_values():
+    """Labels of 20000 random points for the grains above (recorded at commit c09933e)."""
+    import hashlib
+
+    from nmc_assets.beamline.simulate import DEFAULT_GRAIN_PARAMS
+
+    g = sample_grains(np.random.default_rng(2024), DEFAULT_GRAIN_PARAMS, 4.0)
+    pts = np.random.default_rng(1).uniform(-4, 4, (20000, 3)).astype(np.float32)
+    lab = hard_labels(pts, g)
+    assert np.bincount(lab).tolist()[:8] == [382, 206, 473, 665, 615, 266, 647, 272]
+    assert hashlib.sha256(lab.tobytes()).hexdigest() == "aae069f27bfcec4779ed600c0539bba2b4355da0351ecd0a469fa5f39c6b5c16"
+
+
 def test_hard_labels_is_argmin_of_cell_distances(particle):
     _, g = particle
     pts = np.random.default_rng(0).uniform(-2.5, 2.5, (5000, 3)).astype(np.float32)
@@ -122,3 +153,12 @@ def test_bad_params():
         sample_grains(np.random.default_rng(0), GrainParams(), -1.0)
     with pytest.raises(ValueError):
         cell_distances(np.zeros((4, 2)), np.zeros((3, 3)), np.tile(np.eye(3), (3, 1, 1)), np.zeros(3))
+
+
+def test_importing_the_model_and_the_beamline_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, nmc_assets.particles, nmc_assets.beamline; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
