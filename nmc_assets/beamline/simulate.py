@@ -19,8 +19,9 @@ from nmc_assets.beamline.cracks import crack_particle
 from nmc_assets.beamline.damage import DEFAULT_DAMAGE_LAW, DamageLaw
 from nmc_assets.beamline.packing import contact_fractions, label_packing, pack_particles
 from nmc_assets.beamline.render import RenderParams, carbon_binder, render_image
-from nmc_assets.particles.grains import GrainParams, hard_labels, sample_grains
+from nmc_assets.particles.grains import GrainParams, sample_grains
 from nmc_assets.particles.shell import ShellParams, shell_normalised_distance
+from nmc_assets.particles.tessellation import hard_labels
 
 __all__ = ["SIMULATOR_VERSION", "ScanConfig", "SimulatedScan", "simulate_scan", "write_scan",
            "DEFAULT_SHELL_PARAMS", "DEFAULT_GRAIN_PARAMS"]

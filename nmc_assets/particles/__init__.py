@@ -3,22 +3,14 @@
 * :mod:`nmc_assets.particles.shell`: star-shaped outer shell, radius r(theta, phi) as a spherical-harmonic
   Gaussian random field (lengths in um, directions (z, y, x)).
 * :mod:`nmc_assets.particles.grains`: radial generalized balanced power diagram of grains inside the
-  shell; torch distances (hard argmin labels and a differentiable soft assignment).
+  shell: parameters and sampler.
+* :mod:`nmc_assets.particles.tessellation`: cell distances (torch), hard voxel labels, grain principal axes.
+* :mod:`nmc_assets.particles.soft_tessellation`: softmax assignments and soft boundary maps.
 
 numpy-only at import; torch is imported inside the functions that need it.
 """
 
-from nmc_assets.particles.grains import (
-    GrainParams,
-    Grains,
-    cell_distances,
-    grain_principal_axes,
-    hard_labels,
-    radial_metrics,
-    render_grain_labels,
-    sample_grains,
-    soft_assignment,
-)
+from nmc_assets.particles.grains import GrainParams, Grains, radial_metrics, sample_grains
 from nmc_assets.particles.shell import (
     Shell,
     ShellParams,
@@ -31,6 +23,8 @@ from nmc_assets.particles.shell import (
     shell_normalised_distance,
     shell_radius,
 )
+from nmc_assets.particles.soft_tessellation import soft_assignment
+from nmc_assets.particles.tessellation import cell_distances, grain_principal_axes, hard_labels, render_grain_labels
 
 __all__ = [
     "GrainParams", "Grains", "cell_distances", "grain_principal_axes", "hard_labels", "radial_metrics",

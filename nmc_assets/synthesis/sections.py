@@ -193,7 +193,7 @@ def label_boundary_map(labels: np.ndarray) -> np.ndarray:
     """Probability that a 4-neighbour (inside the particle) lies in a different grain, per pixel.
 
     0 inside a grain, 0.25-1 on grain boundaries, 0 outside the particle. The soft version in
-    :func:`nmc_assets.synthesis.soft_model.soft_boundary_map` gives the same map for one-hot assignments.
+    :func:`nmc_assets.particles.soft_tessellation.soft_boundary_map` gives the same map for one-hot assignments.
     """
     lab = np.pad(labels, 1)
     centre = lab[1:-1, 1:-1]

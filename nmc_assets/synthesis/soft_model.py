@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from nmc_assets.particles.soft_tessellation import sparse_boundary_map, top_k_assignment
 from nmc_assets.synthesis.sections import Section
 
 #: Parameters learned by default by the calibrations (the others stay at their configured values). The
@@ -336,54 +337,6 @@ def hard_sections(params: GrainModelParams, radii_um, pixel_sizes_um, seed: int)
     return out
 
 
-def soft_boundary_map(prob, mask):
-    """Torch version of :func:`sections.label_boundary_map` for soft assignments.
-
-    ``prob`` (K, H, W) grain probabilities (0 outside the particle), ``mask`` (H, W) bool/float.
-    Returns (H, W): mean over in-particle 4-neighbours of 1 - <p(x), p(x')>.
-    """
-    import torch.nn.functional as F
-
-    m = mask.to(prob.dtype)
-    pp = F.pad(prob, (1, 1, 1, 1))
-    mp = F.pad(m, (1, 1, 1, 1))
-    H, W = m.shape
-    diff = prob.new_zeros((H, W))
-    count = prob.new_zeros((H, W))
-    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-        nb = pp[:, 1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
-        nm = mp[1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
-        valid = m * nm
-        same = (prob * nb).sum(0)
-        diff = diff + valid * (1 - same)
-        count = count + valid
-    return diff / count.clamp(min=1)
-
-
-def sparse_boundary_map(prob, ids, mask):
-    """:func:`soft_boundary_map` for top-k assignments: ``prob`` (H, W, k) probabilities of the cells ``ids``
-    (H, W, k) (-1 = none). <p(x), p(x')> sums the products of matching cell ids."""
-    import torch.nn.functional as F
-
-    m = mask.to(prob.dtype)
-    H, W, _ = prob.shape
-    pp = F.pad(prob.permute(2, 0, 1), (1, 1, 1, 1)).permute(1, 2, 0)
-    ip = F.pad(ids.permute(2, 0, 1), (1, 1, 1, 1), value=-1).permute(1, 2, 0)
-    mp = F.pad(m, (1, 1, 1, 1))
-    diff = prob.new_zeros((H, W))
-    count = prob.new_zeros((H, W))
-    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-        nb_p = pp[1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
-        nb_i = ip[1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
-        nm = mp[1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W]
-        match = (ids[:, :, :, None] == nb_i[:, :, None, :]) & (ids[:, :, :, None] >= 0)
-        same = (match.to(prob.dtype) * prob[:, :, :, None] * nb_p[:, :, None, :]).sum((2, 3))
-        valid = m * nm
-        diff = diff + valid * (1 - same)
-        count = count + valid
-    return diff / count.clamp(min=1)
-
-
 def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rng: np.random.Generator, tau_rel: float, device=None, straight_through: bool = True, top_k: int = 4, return_descriptors: bool = False):
     """Critic input (2, S, S) for one soft section of a freshly sampled particle: boundary map and mask.
 
@@ -424,15 +377,8 @@ def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rn
     pts = torch.as_tensor(plane.points()[mask_np.ravel()], dtype=seeds.dtype, device=dev)
     d = radial_cell_distances(pts, seeds, axis, elong, w)
     tau = tau_rel * dens ** (-1 / 3) * plane.pixel_size_um
-    # the few nearest cells carry all the probability mass; keep the top k (sorted: column 0 is the hard owner)
-    k = min(top_k, len(sel))
-    neg, idx = torch.topk(-d, k, dim=1)
-    p = torch.softmax((neg - neg[:, :1].detach()) / tau, dim=1)  # (P_in, k)
-    if straight_through:
-        # forward: the hard tessellation (exactly what the observed sections are); backward: the soft one
-        hard = torch.zeros_like(p)
-        hard[:, 0] = 1.0
-        p = hard + p - p.detach()
+    p, idx = top_k_assignment(d, tau, top_k, straight_through)  # (P_in, k); column 0 is the hard owner
+    k = p.shape[1]
     flat = torch.as_tensor(np.flatnonzero(mask_np.ravel()), device=dev)
     prob = torch.zeros((S * S, k), dtype=p.dtype, device=dev).index_copy(0, flat, p).reshape(S, S, k)
     ids = torch.full((S * S, k), -1, dtype=idx.dtype, device=dev).index_copy(0, flat, idx).reshape(S, S, k)
@@ -448,7 +394,7 @@ def soft_section_image(tp: dict, base: GrainModelParams, plane: SectionPlane, rn
 
 def sample_particle_grains(rng: np.random.Generator, params: GrainModelParams, radius_um: float):
     """Grains of one particle fitting in a ball of ``radius_um`` as a :class:`nmc_assets.particles.grains.Grains`
-    (numpy; render with ``particles.grains.render_grain_labels``), drawn through this module's sampler."""
+    (numpy; render with ``particles.tessellation.render_grain_labels``), drawn through this module's sampler."""
     import torch
 
     from nmc_assets.particles.grains import Grains, radial_metrics

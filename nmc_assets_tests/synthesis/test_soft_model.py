@@ -36,7 +36,7 @@ def test_parameter_transforms_roundtrip(reference_params):
 
 
 def test_distances_equal_particles_cell_distances(reference_params):
-    from nmc_assets.particles.grains import cell_distances
+    from nmc_assets.particles.tessellation import cell_distances
 
     g = sample_particle_grains(np.random.default_rng(0), reference_params, 2.5)
     pts = torch.as_tensor(np.random.default_rng(1).uniform(-2.5, 2.5, (300, 3)))
@@ -81,7 +81,7 @@ def test_soft_section_is_differentiable_in_every_learned_parameter(reference_par
 
 
 def _mean_radial_cos(mean_elongation: float, seed: int = 0) -> float:
-    from nmc_assets.particles.grains import grain_principal_axes, render_grain_labels
+    from nmc_assets.particles.tessellation import grain_principal_axes, render_grain_labels
     from nmc_assets.particles.shell import Shell
 
     R, vs = 3.0, 0.15
@@ -97,18 +97,3 @@ def test_larger_elongation_gives_higher_radial_alignment():
     low, high = _mean_radial_cos(1.3), _mean_radial_cos(3.0)
     assert high > low + 0.1, (low, high)
     assert high > 0.7
-
-
-def test_sparse_boundary_map_equals_dense_one():
-    from nmc_assets.synthesis.soft_model import soft_boundary_map, sparse_boundary_map
-
-    g = torch.Generator().manual_seed(0)
-    prob = torch.softmax(torch.randn(5, 12, 12, generator=g, dtype=torch.float64), 0)
-    mask = torch.ones(12, 12, dtype=torch.bool)
-    mask[:2] = False
-    prob = prob * mask
-    # top-k form with k = all cells, in a shuffled order per pixel
-    perm = torch.argsort(torch.rand(12, 12, 5, generator=g), dim=2)
-    ids = torch.where(mask[..., None], perm, torch.full_like(perm, -1))
-    p_sparse = torch.gather(prob.permute(1, 2, 0), 2, perm)
-    np.testing.assert_allclose(sparse_boundary_map(p_sparse, ids, mask).numpy(), soft_boundary_map(prob, mask).numpy(), atol=1e-12)
