@@ -39,7 +39,7 @@ def bench_tessellation() -> dict:
 
     rng = np.random.default_rng(0)
     shell = sample_shell(rng, ShellParams(mean_diameter_um=8.0, size_sigma=0.0))
-    grains = sample_grains(rng, GrainParams(number_density_per_um3=1.0), shell.max_radius_um())
+    grains = sample_grains(rng, GrainParams(density_per_um3=1.0), shell.max_radius_um())
     vs = 2 * shell.max_radius_um() / 127
     t = time.perf_counter()
     inside = shell_mask(shell, (128,) * 3, vs, (63.5,) * 3)

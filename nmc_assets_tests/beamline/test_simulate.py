@@ -8,7 +8,8 @@ import tifffile
 
 from nmc_assets.beamline.cli import main as cli_main
 from nmc_assets.beamline.damage import DamageLaw
-from nmc_assets.beamline.simulate import SIMULATOR_VERSION, ScanConfig, simulate_scan, write_scan
+from nmc_assets.beamline.simulate import DEFAULT_GRAIN_PARAMS, SIMULATOR_VERSION, ScanConfig, simulate_scan, write_scan
+from nmc_assets.particles.grains import GrainParams
 
 from .conftest import SMALL
 
@@ -124,10 +125,11 @@ def test_fixed_seed_scan_equals_the_recorded_one():
                                                        0.045007451565], atol=1e-12)
 
 
-def test_sidecar_grain_params_keep_their_names(small_scan):
+def test_sidecar_grain_params_keep_their_names_and_load_back(small_scan):
     gp = small_scan.sidecar["grain_params"]
     assert gp == {"number_density_per_um3": 0.15, "hard_core_fraction": 0.5, "elongation_log_mean": 0.7,
                   "elongation_log_sd": 0.2, "alignment_spread_deg": 15.0, "weight_spread": 0.1, "core_density_ratio": 1.0}
+    assert GrainParams.from_dict(gp) == DEFAULT_GRAIN_PARAMS
 
 
 def test_cli_and_bad_input(tmp_path, capsys):

@@ -43,7 +43,7 @@ def test_render_labels_and_radial_alignment():
     vs = 0.08
     cos = {}
     for log_mean in (0.0, 1.0):
-        gp = GrainParams(number_density_per_um3=1.5, elongation_log_mean=log_mean, elongation_log_sd=0.05,
+        gp = GrainParams(density_per_um3=1.5, elongation_log_mean=log_mean, elongation_log_sd=0.05,
                          alignment_spread_deg=5.0)
         g = sample_grains(np.random.default_rng(7), gp, shell.max_radius_um())
         lab = render_grain_labels(shell, g, vs)
@@ -60,7 +60,7 @@ def test_render_labels_and_radial_alignment():
 
 def test_same_grains_same_label_bytes(particle):
     shell, _ = particle
-    gp = GrainParams(number_density_per_um3=1.0)
+    gp = GrainParams(density_per_um3=1.0)
     la = render_grain_labels(shell, sample_grains(np.random.default_rng(5), gp, 2.5), 0.1)
     lb = render_grain_labels(shell, sample_grains(np.random.default_rng(5), gp, 2.5), 0.1)
     assert la.tobytes() == lb.tobytes()
@@ -72,3 +72,24 @@ def test_bad_shapes():
     with pytest.raises(ValueError, match="metrics"):
         cell_distances(np.zeros((4, 3)), np.zeros((3, 3)), np.tile(np.eye(3), (2, 1, 1)), np.zeros(3))
 
+
+def _mean_radial_cos(mean_elongation: float, seed: int = 0) -> float:
+    """Mean |cos| of grain major axes with the radial direction, calibrated law (seed margin), R = 3 um."""
+    import math
+
+    from nmc_assets.particles.grains import CALIBRATION_MARGIN_CELLS
+    from nmc_assets.particles.shell import Shell
+
+    R, vs = 3.0, 0.15
+    p = GrainParams.with_mean_elongation(mean_elongation, 0.1, density_per_um3=1.0, alignment_spread_deg=10.0)
+    shell = Shell(coeffs=np.array([math.sqrt(4 * math.pi) * R, 0, 0, 0]), equivalent_radius_um=R)
+    labels = render_grain_labels(shell, sample_grains(np.random.default_rng(seed), p, R, margin_cells=CALIBRATION_MARGIN_CELLS), vs)
+    ax = grain_principal_axes(labels, vs, min_voxels=30)
+    inner = np.linalg.norm(ax["centroid_um"], axis=1) > 0.8  # the radial direction is undefined at the centre
+    return float(ax["radial_cos"][inner].mean())
+
+
+def test_larger_elongation_gives_higher_radial_alignment_in_the_calibrated_law():
+    low, high = _mean_radial_cos(1.3), _mean_radial_cos(3.0)
+    assert high > low + 0.1, (low, high)
+    assert high > 0.7
