@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_beamline.py [--shape 160 384 384] [--voxel-size 0.2]
 
 1. Grain tessellation of one particle (128^3 box, ~300 grains): the torch matmul formulation used by
-   ``nmc_assets.particles.grains.hard_labels`` against a plain numpy baseline in the same run (direct
+   ``nmc_assets.particles.tessellation.hard_labels`` against a plain numpy baseline in the same run (direct
    quadratic form per grain, chunked the same way). Both must give the same labels.
 2. One full scan (default 160 x 384 x 384 at 0.2 um): wall time per stage (pack + label, grains + cracks,
    render) and in total, against the 60 s target.
@@ -34,12 +34,12 @@ def numpy_hard_labels(points: np.ndarray, seeds, metrics, weights, chunk: int = 
 
 def bench_tessellation() -> dict:
     from nmc_assets.particles import GrainParams, ShellParams, sample_grains, sample_shell
-    from nmc_assets.particles.grains import hard_labels
+    from nmc_assets.particles.tessellation import hard_labels
     from nmc_assets.particles.shell import shell_mask
 
     rng = np.random.default_rng(0)
     shell = sample_shell(rng, ShellParams(mean_diameter_um=8.0, size_sigma=0.0))
-    grains = sample_grains(rng, GrainParams(number_density_per_um3=1.0), shell.max_radius_um())
+    grains = sample_grains(rng, GrainParams(density_per_um3=1.0), shell.max_radius_um())
     vs = 2 * shell.max_radius_um() / 127
     t = time.perf_counter()
     inside = shell_mask(shell, (128,) * 3, vs, (63.5,) * 3)

@@ -35,10 +35,11 @@ def grid_row(ref, log_sd: float, alignment: float, n: int, seed: int) -> dict:
     import pandas as pd
 
     from nmc_assets.synthesis.sections import section_grain_table
-    from nmc_assets.synthesis.soft_model import GrainModelParams, hard_sections
+    from nmc_assets.particles.grains import GrainParams
+    from nmc_assets.particles.sections import hard_sections
 
-    p = GrainModelParams.with_mean_elongation(ref.mean_elongation, log_sd, density_per_um3=ref.density_per_um3, alignment_spread_deg=alignment,
-                                              weight_spread=ref.weight_spread, hard_core_fraction=ref.hard_core_fraction)
+    p = GrainParams.with_mean_elongation(ref.mean_elongation, log_sd, density_per_um3=ref.density_per_um3, alignment_spread_deg=alignment,
+                                         weight_spread=ref.weight_spread, hard_core_fraction=ref.hard_core_fraction)
     t = pd.concat([section_grain_table(s, i) for i, s in enumerate(hard_sections(p, [3.0] * n, [0.1] * n, seed=seed))]).dropna()
     angle, aspect = t["radial_angle_deg"].to_numpy(), t["aspect_ratio"].to_numpy()
     elongated = angle[aspect >= 2.0]

@@ -11,7 +11,7 @@ is written from it by hand with commentary.
 Calibration protocol: the 256 embedded pseudo-EBSD sections of the packaged reference
 (nmc_assets/synthesis/data/reference_grain_params.json), start 50 % off (density x0.5, mean elongation x1.5,
 alignment spread x1.5, log-sd 0.35 instead of 0.25, kept fixed); both methods learn the same parameters
-(soft_model.DEFAULT_LEARNED) in the same log coordinates; both are scored by the same calibration_report (seed 7: observed vs 4x as many generated sections, 4 two-sample pairs).
+(parameter_space.DEFAULT_LEARNED) in the same log coordinates; both are scored by the same calibration_report (seed 7: observed vs 4x as many generated sections, 4 two-sample pairs).
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ RESULTS = ROOT / "benchmarks" / "results" / "synthesis.json"
 def reference(seed: int | None = None, n_sections: int | None = None):
     """The packaged reference parameters and an observed sample of its sections (the packaged one by
     default; another independent sample with ``seed``)."""
-    from nmc_assets.synthesis.soft_model import GrainModelParams, hard_sections
+    from nmc_assets.particles.grains import GrainParams
+    from nmc_assets.particles.sections import hard_sections
 
     spec = json.loads((ROOT / "nmc_assets" / "synthesis" / "data" / "reference_grain_params.json").read_text())
-    ref = GrainModelParams.from_dict(spec["grain_params"])
+    ref = GrainParams.from_dict(spec["grain_params"])
     n = int(n_sections or spec["n_sections"])
     sections = hard_sections(ref, [spec["particle_radius_um"]] * n, [spec["pixel_size_um"]] * n, seed=int(spec["seed"] if seed is None else seed))
     return ref, sections
@@ -46,11 +47,11 @@ def reference(seed: int | None = None, n_sections: int | None = None):
 
 def start_params(ref, log_sd: float | None = None):
     """Start 50 % off for density, mean elongation and alignment; elongation log-sd 0.35 (``log_sd``)."""
-    from nmc_assets.synthesis.soft_model import GrainModelParams
+    from nmc_assets.particles.grains import GrainParams
 
-    return GrainModelParams.with_mean_elongation(ref.mean_elongation * 1.5, 0.35 if log_sd is None else log_sd, density_per_um3=ref.density_per_um3 * 0.5,
-                                                 alignment_spread_deg=ref.alignment_spread_deg * 1.5, weight_spread=ref.weight_spread,
-                                                 hard_core_fraction=ref.hard_core_fraction)
+    return GrainParams.with_mean_elongation(ref.mean_elongation * 1.5, 0.35 if log_sd is None else log_sd, density_per_um3=ref.density_per_um3 * 0.5,
+                                            alignment_spread_deg=ref.alignment_spread_deg * 1.5, weight_spread=ref.weight_spread,
+                                            hard_core_fraction=ref.hard_core_fraction)
 
 
 def bench_gan(ref, sections, steps: int, seed: int, stats_weight: float | None = None, stats_descriptors=None, lr_final_fraction: float | None = None) -> dict:

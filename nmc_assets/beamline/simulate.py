@@ -19,11 +19,12 @@ from nmc_assets.beamline.cracks import crack_particle
 from nmc_assets.beamline.damage import DEFAULT_DAMAGE_LAW, DamageLaw
 from nmc_assets.beamline.packing import contact_fractions, label_packing, pack_particles
 from nmc_assets.beamline.render import RenderParams, carbon_binder, render_image
-from nmc_assets.particles.grains import GrainParams, hard_labels, sample_grains
+from nmc_assets.particles.grains import RENAMED_FIELDS, GrainParams, sample_grains
 from nmc_assets.particles.shell import ShellParams, shell_normalised_distance
+from nmc_assets.particles.tessellation import hard_labels
 
 __all__ = ["SIMULATOR_VERSION", "ScanConfig", "SimulatedScan", "simulate_scan", "write_scan",
-           "DEFAULT_SHELL_PARAMS", "DEFAULT_GRAIN_PARAMS"]
+           "DEFAULT_SHELL_PARAMS", "DEFAULT_GRAIN_PARAMS", "sidecar_grain_params"]
 
 SIMULATOR_VERSION = "1.4.0"
 
@@ -32,7 +33,7 @@ DEFAULT_SHELL_PARAMS = ShellParams(mean_diameter_um=8.0, size_sigma=0.22, amplit
                                    max_degree=10)
 #: Grains at crack scale: ~40 radial grains (agglomerates of primary grains) in an 8 um particle, so that
 #: the grain boundaries that open as cracks are resolved at 0.05-0.25 um voxels.
-DEFAULT_GRAIN_PARAMS = GrainParams(number_density_per_um3=0.15, hard_core_fraction=0.5,
+DEFAULT_GRAIN_PARAMS = GrainParams(density_per_um3=0.15, hard_core_fraction=0.5,
                                    elongation_log_mean=0.7, elongation_log_sd=0.2,
                                    alignment_spread_deg=15.0, weight_spread=0.1)
 
@@ -71,6 +72,13 @@ class SimulatedScan:
     truth: "object"            # pandas DataFrame, one row per label
     sidecar: dict
     timings_s: dict
+
+
+def sidecar_grain_params(grains: GrainParams) -> dict:
+    """The sidecar's ``grain_params``: every field, under the names of the sidecar format (the density as
+    ``number_density_per_um3``); :meth:`GrainParams.from_dict` reads it back."""
+    sidecar_names = {new: old for old, new in RENAMED_FIELDS.items()}
+    return {sidecar_names.get(k, k): v for k, v in asdict(grains).items()}
 
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:
@@ -202,7 +210,7 @@ def _simulate_scan(config: ScanConfig) -> SimulatedScan:
         "particle_fraction": float(particles.mean()),
         "damage_law": config.damage.to_dict(),
         "shell_params": asdict(config.shell),
-        "grain_params": asdict(config.grains),
+        "grain_params": sidecar_grain_params(config.grains),
         "render_params": config.render.to_dict(),
         "packing": {"target_fraction": config.target_fraction, "overlap": config.overlap,
                     "min_particle_voxels": int(min_vox), "crack_width_um": config.crack_width_um,

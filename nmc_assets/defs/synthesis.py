@@ -64,7 +64,8 @@ def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfi
     never reads it.
     """
     from nmc_assets.synthesis.sections import descriptor_samples, read_sections, write_sections
-    from nmc_assets.synthesis.soft_model import GrainModelParams, hard_sections
+    from nmc_assets.particles.grains import GrainParams
+    from nmc_assets.particles.sections import hard_sections
 
     if config.source not in ("auto", "user", "pseudo_ebsd"):
         raise dg.Failure(description=f"grain_sections: source must be auto, user or pseudo_ebsd, got {config.source!r}")
@@ -81,7 +82,7 @@ def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfi
     else:
         ref = _reference_spec()
         n = config.n_sections or int(ref["n_sections"])
-        params = GrainModelParams.from_dict(ref["grain_params"])
+        params = GrainParams.from_dict(ref["grain_params"])
         sections = hard_sections(params, [ref["particle_radius_um"]] * n, [ref["pixel_size_um"]] * n, seed=int(ref["seed"]))
         manifest = {"source": "pseudo_ebsd", "n_sections": n, "pixel_size_um": ref["pixel_size_um"]}
         write_sections(out, sections, {"manifest.json": manifest, REFERENCE_FILE: {**ref, "n_sections": n, "mean_elongation": params.mean_elongation}})
@@ -190,13 +191,13 @@ class GrainModelConfig(dg.Config):
 
     def gan_config(self):
         from nmc_assets.synthesis.gan import GanConfig
-        from nmc_assets.synthesis.soft_model import GrainModelParams
+        from nmc_assets.particles.grains import GrainParams
 
-        init = GrainModelParams.with_mean_elongation(
+        init = GrainParams.with_mean_elongation(
             self.initial_mean_elongation, self.initial_elongation_log_sd, density_per_um3=self.initial_density_per_um3,
             alignment_spread_deg=self.initial_alignment_spread_deg, weight_spread=self.weight_spread, hard_core_fraction=self.hard_core_fraction,
         )
-        from nmc_assets.synthesis.soft_model import DEFAULT_LEARNED
+        from nmc_assets.synthesis.parameter_space import DEFAULT_LEARNED
 
         learned = DEFAULT_LEARNED + (("elongation_log_sd",) if self.learn_elongation_log_sd else ())
         return GanConfig(steps=self.steps, batch_size=self.batch_size, n_critic=self.n_critic, lr_params=self.lr_params,
@@ -337,15 +338,15 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     from nmc_assets.synthesis.quality import calibration_report, equivalent_alignment, judge
     from nmc_assets.synthesis.section_geometry import SectionGeometry
     from nmc_assets.synthesis.sections import read_sections
-    from nmc_assets.synthesis.soft_model import GrainModelParams
+    from nmc_assets.particles.grains import GrainParams
 
     layout = data_root.layout
     sec_dir = _sections_dir(layout)
     sections = read_sections(sec_dir)
     params, _ = load_grain_model(layout)
-    calibrated = GrainModelParams.from_dict(params["grain_params"])
+    calibrated = GrainParams.from_dict(params["grain_params"])
     ref_path = sec_dir / REFERENCE_FILE
-    reference = GrainModelParams.from_dict(json.loads(ref_path.read_text())["grain_params"]) if ref_path.exists() else None
+    reference = GrainParams.from_dict(json.loads(ref_path.read_text())["grain_params"]) if ref_path.exists() else None
     rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"),
                              n_pairs=config.n_pairs, generated_factor=config.generated_factor)
     verdict = judge(rep, config.max_distance_ratio, config.max_relative_error)
@@ -389,12 +390,12 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     from nmc_assets.previews import label_colors, montage, png_markdown
     from nmc_assets.storage import sha256_file
     from nmc_assets.synthesis.dataset import generate_dataset
-    from nmc_assets.synthesis.soft_model import GrainModelParams
+    from nmc_assets.particles.grains import GrainParams
 
     layout = data_root.layout
     shell_params = load_shell_params(layout)
     gm, folder = load_grain_model(layout)
-    grain_params = GrainModelParams.from_dict(gm["grain_params"])
+    grain_params = GrainParams.from_dict(gm["grain_params"])
     provenance = {"grain_model_version": gm["version"], "checkpoint_sha256": sha256_file(folder / "checkpoint.pt"),
                   "shell_model_source": json.loads((layout.synthesis / SHELL_FILE).read_text())["source"]}
     out = layout.synthesis / PARTICLES_DIR

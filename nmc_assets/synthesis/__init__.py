@@ -2,9 +2,12 @@
 
 Modules (science core, no Dagster):
 
+The grain model itself (parameters, sampler, hard and soft planar sections) is
+:mod:`nmc_assets.particles`.
+
 - :mod:`.sections`     2D grain-label sections: reading/writing, section descriptors, Wasserstein distances.
-- :mod:`.soft_model`   the radial-GBPD grain model's global parameters, a reparameterisable sampler and
-                       hard / soft (differentiable) planar sections.
+- :mod:`.parameter_space` the learned parameters and the optimisers' unconstrained coordinates.
+- :mod:`.soft_descriptors` differentiable per-grain descriptors of soft sections, statistics matching.
 - :mod:`.gan`          stereological WGAN-GP calibration of the global parameters (checkpoint + resume).
 - :mod:`.baseline`     non-adversarial calibration: Nelder-Mead on section-descriptor distances.
 - :mod:`.shell_fit`    spherical-harmonic power spectrum and size distribution from label volumes.

@@ -15,15 +15,11 @@ from typing import Callable
 
 import numpy as np
 
+from nmc_assets.particles.grains import GrainParams
+from nmc_assets.particles.sections import hard_section
+from nmc_assets.synthesis.parameter_space import DEFAULT_LEARNED, from_unconstrained, generic_start, to_unconstrained
 from nmc_assets.synthesis.section_geometry import SectionGeometry
 from nmc_assets.synthesis.sections import Section, descriptor_samples, descriptor_scales, normalised_distance
-from nmc_assets.synthesis.soft_model import (
-    DEFAULT_LEARNED,
-    GrainModelParams,
-    from_unconstrained,
-    hard_section,
-    to_unconstrained,
-)
 
 
 @dataclass
@@ -36,7 +32,7 @@ class BaselineConfig:
     initial: dict = field(default_factory=dict)
 
 
-def sections_like_observed(params: GrainModelParams, geometry: SectionGeometry, n: int, seed: int) -> list[Section]:
+def sections_like_observed(params: GrainParams, geometry: SectionGeometry, n: int, seed: int) -> list[Section]:
     """``n`` hard sections cut like the observed ones (``geometry``: their fitted particle radius law and pixel sizes)."""
     rng = np.random.default_rng(seed)
     return [hard_section(params, geometry.sample_plane(rng), rng) for _ in range(n)]
@@ -48,7 +44,7 @@ def calibrate_by_descriptors(sections: list[Section], config: BaselineConfig, lo
 
     if not sections:
         raise ValueError("descriptor baseline: no observed sections")
-    base = GrainModelParams.from_dict(config.initial) if config.initial else GrainModelParams()
+    base = GrainParams.from_dict(config.initial) if config.initial else generic_start()
     names = tuple(config.learned)
     geometry = SectionGeometry.fit(sections)
     observed = descriptor_samples(sections)

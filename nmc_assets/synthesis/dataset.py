@@ -3,7 +3,8 @@
 Every particle lives in its own cubic grid of ``grid_size`` voxels; the voxel size is fixed for a
 dataset (``max_diameter_um * 1.25 / grid_size``) so all particles share one physical scale. Shells come
 from the fitted shell model (``particles.shell.sample_shell``), grains from the calibrated grain model
-(:func:`soft_model.sample_particle_grains`), rendered by ``particles.grains.render_grain_labels``.
+(``particles.grains.sample_grains`` with the calibrated law's seed margin), rendered by
+``particles.tessellation.render_grain_labels``.
 
 Determinism: one ``numpy`` generator seeded by ``seed`` draws every particle in order; files are written
 without timestamps (TIFF: zlib, no description; Parquet: fixed writer options), so the same inputs and
@@ -36,9 +37,9 @@ def voxel_size_for(shell_params, grid_size: int) -> float:
 
 def generate_particle(rng: np.random.Generator, shell_params, grain_params, grid_size: int, voxel_size_um: float, device="cpu"):
     """One particle: (uint16 grain labels (z, y, x) in a grid_size^3 cube, shell, grains)."""
-    from nmc_assets.particles.grains import render_grain_labels
+    from nmc_assets.particles.grains import CALIBRATION_MARGIN_CELLS, sample_grains
     from nmc_assets.particles.shell import sample_shell
-    from nmc_assets.synthesis.soft_model import sample_particle_grains
+    from nmc_assets.particles.tessellation import render_grain_labels
 
     half = (grid_size - 1) / 2 * voxel_size_um
     for _ in range(100):
@@ -47,7 +48,7 @@ def generate_particle(rng: np.random.Generator, shell_params, grain_params, grid
             break
     else:
         raise ValueError(f"no shell fits a {grid_size}^3 grid at {voxel_size_um} um after 100 draws")
-    grains = sample_particle_grains(rng, grain_params, shell.max_radius_um())
+    grains = sample_grains(rng, grain_params, shell.max_radius_um(), margin_cells=CALIBRATION_MARGIN_CELLS)
     labels = render_grain_labels(shell, grains, voxel_size_um, device=device, shape=(grid_size,) * 3)
     return labels, shell, grains
 
@@ -58,7 +59,7 @@ def particle_descriptors(labels: np.ndarray, voxel_size_um: float, particle_id: 
     axis with the radial direction, normalised radial position)."""
     from skimage.measure import marching_cubes, mesh_surface_area
 
-    from nmc_assets.particles.grains import grain_principal_axes
+    from nmc_assets.particles.tessellation import grain_principal_axes
 
     mask = labels > 0
     nvox = int(mask.sum())

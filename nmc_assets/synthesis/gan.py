@@ -1,8 +1,9 @@
 """Stereological WGAN-GP calibration of the radial grain model's global parameters.
 
-The generator is the parametric model itself (:mod:`.soft_model`): each step draws fresh particles with
-fixed noise, cuts them like the observed sections (:class:`.section_geometry.SectionGeometry`: fitted
-particle radius law, random normal, offset U(0, 0.5 R), the observed pixel size), and renders soft
+The generator is the parametric model itself (:mod:`nmc_assets.particles.sections`): each step draws
+fresh particles with fixed noise, cuts them like the observed sections
+(:class:`.section_geometry.SectionGeometry`: fitted particle radius law, random normal, offset
+U(0, 0.5 R), the observed pixel size), and renders soft
 sections (softmax over negative cell distances at an annealed temperature, straight-through) as critic
 images: boundary map and particle mask, plus by default the radial orientation field (cos 2psi, sin 2psi)
 inside the mask, so that local filters can relate boundary orientations to the radial direction. A small
@@ -35,19 +36,19 @@ from typing import Callable
 
 import numpy as np
 
-from nmc_assets.synthesis.section_geometry import SectionGeometry
-from nmc_assets.synthesis.sections import Section, critic_images
-from nmc_assets.synthesis.soft_descriptors import StatisticsTarget
-from nmc_assets.synthesis.soft_model import (
+from nmc_assets.particles.grains import GrainParams
+from nmc_assets.particles.sections import soft_section
+from nmc_assets.synthesis.parameter_space import (
     DEFAULT_LEARNED,
     LEARNABLE,
-    GrainModelParams,
-    SectionPlane,
     from_unconstrained,
-    soft_section_image,
+    generic_start,
     to_unconstrained,
     torch_params,
 )
+from nmc_assets.synthesis.section_geometry import SectionGeometry
+from nmc_assets.synthesis.sections import Section, critic_images
+from nmc_assets.synthesis.soft_descriptors import StatisticsTarget, soft_section_descriptors
 
 
 @dataclass
@@ -79,7 +80,7 @@ class GanConfig:
     stats_params: tuple[str, ...] | None = ("alignment_spread_deg",)
     seed: int = 0
     learned: tuple[str, ...] = DEFAULT_LEARNED
-    initial: dict = field(default_factory=lambda: GrainModelParams.with_mean_elongation(3.3, 0.3, density_per_um3=1.0, alignment_spread_deg=22.5).to_dict())
+    initial: dict = field(default_factory=lambda: generic_start().to_dict())
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -171,7 +172,7 @@ class StereologicalGan:
             raise ValueError("stereological GAN: no observed sections to calibrate against")
         self.config = config
         self.device = torch.device(device or "cpu")
-        self.base = GrainModelParams.from_dict(config.initial).validate()
+        self.base = GrainParams.from_dict(config.initial).validate()
         self.names = tuple(config.learned)
         self.geometry = SectionGeometry.fit(sections)
         self.real = torch.as_tensor(critic_images(sections, config.canvas_px), device=self.device)
@@ -189,10 +190,10 @@ class StereologicalGan:
         self.step = 0
 
     # ---------------------------------------------------------------------------------------------
-    def current_params(self) -> GrainModelParams:
+    def current_params(self) -> GrainParams:
         return from_unconstrained(self.z.detach().cpu().numpy(), self.base, self.names)
 
-    def calibrated_params(self) -> GrainModelParams:
+    def calibrated_params(self) -> GrainParams:
         """Average of the unconstrained parameters over the last ``average_last_fraction`` of the history."""
         if not self.history:
             return self.current_params()
@@ -219,14 +220,14 @@ class StereologicalGan:
 
         tp = torch_params(self.z, self.base, self.names)
         out = [
-            soft_section_image(tp, self.base, self.geometry.sample_plane(self.rng, self.config.canvas_px), self.rng, tau_rel, device=self.device, straight_through=self.config.straight_through, return_descriptors=with_descriptors)
+            soft_section(tp, self.base, self.geometry.sample_plane(self.rng, self.config.canvas_px), self.rng, tau_rel, device=self.device, straight_through=self.config.straight_through)
             for _ in range(self.config.batch_size)
         ]
+        imgs = self._critic_input(torch.stack([o.image for o in out]).float())
         if not with_descriptors:
-            return self._critic_input(torch.stack(out).float())
-        imgs = self._critic_input(torch.stack([o[0] for o in out]).float())
-        desc = {k: torch.cat([o[1][k] for o in out]) for k in out[0][1]}
-        return imgs, desc
+            return imgs
+        per = [soft_section_descriptors(o) for o in out]
+        return imgs, {k: torch.cat([d[k] for d in per]) for k in per[0]}
 
     def real_batch(self):
         idx = self.rng.integers(len(self.real), size=self.config.batch_size)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmc_assets.particles.grains import GrainParams
 from nmc_assets.synthesis.baseline import sections_like_observed
 from nmc_assets.synthesis.section_geometry import SectionGeometry
 from nmc_assets.synthesis.sections import DESCRIPTORS, Section, descriptor_distances, descriptor_samples
-from nmc_assets.synthesis.soft_model import GrainModelParams
 
 #: The parameters whose recovery the calibration targets (the others are reported, not judged).
 TARGET_PARAMETERS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")
@@ -38,7 +38,7 @@ RECOVERY_KEYS = {
 }
 
 
-def parameter_errors(calibrated: GrainModelParams, reference: GrainModelParams, learned=None) -> dict[str, float]:
+def parameter_errors(calibrated: GrainParams, reference: GrainParams, learned=None) -> dict[str, float]:
     """Relative error per learned parameter (the elongation log-mean is reported as the mean elongation)."""
     names = learned or ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")
     cal, ref = calibrated.to_dict(), reference.to_dict()
@@ -49,7 +49,7 @@ def parameter_errors(calibrated: GrainModelParams, reference: GrainModelParams, 
     return out
 
 
-def calibration_report(sections: list[Section], calibrated: GrainModelParams, reference: GrainModelParams | None = None, seed: int = 7, learned=None, n_pairs: int = 4, generated_factor: int = 4) -> dict:
+def calibration_report(sections: list[Section], calibrated: GrainParams, reference: GrainParams | None = None, seed: int = 7, learned=None, n_pairs: int = 4, generated_factor: int = 4) -> dict:
     """Distances (observed vs ``generated_factor`` x n generated sections), two-sample reference distances
     (samples of size n, mean over ``n_pairs`` pairs), ratios and parameter errors."""
     if n_pairs < 1 or generated_factor < 1:
@@ -81,7 +81,7 @@ def calibration_report(sections: list[Section], calibrated: GrainModelParams, re
     return rep
 
 
-def equivalent_alignment(params: GrainModelParams, geometry: SectionGeometry, log_sd_values, n_sections: int = 128, seed: int = 11, iterations: int = 3) -> list[dict]:
+def equivalent_alignment(params: GrainParams, geometry: SectionGeometry, log_sd_values, n_sections: int = 128, seed: int = 11, iterations: int = 3) -> list[dict]:
     """For each elongation log-sd in ``log_sd_values``: the alignment spread (deg) whose sections have the
     same mean grain radial angle as ``params`` (density and mean elongation kept).
 
@@ -94,13 +94,13 @@ def equivalent_alignment(params: GrainModelParams, geometry: SectionGeometry, lo
     if n_sections < 1 or iterations < 1:
         raise ValueError(f"equivalent_alignment: n_sections and iterations must be >= 1, got {n_sections}, {iterations}")
 
-    def mean_angle(p: GrainModelParams) -> float:
+    def mean_angle(p: GrainParams) -> float:
         return float(np.mean(descriptor_samples(sections_like_observed(p, geometry, n_sections, seed))["radial_angle_deg"]))
 
-    def with_log_sd(log_sd: float, alignment: float) -> GrainModelParams:
-        return GrainModelParams.with_mean_elongation(params.mean_elongation, float(log_sd), density_per_um3=params.density_per_um3,
-                                                     alignment_spread_deg=float(alignment), weight_spread=params.weight_spread,
-                                                     hard_core_fraction=params.hard_core_fraction)
+    def with_log_sd(log_sd: float, alignment: float) -> GrainParams:
+        return GrainParams.with_mean_elongation(params.mean_elongation, float(log_sd), density_per_um3=params.density_per_um3,
+                                                alignment_spread_deg=float(alignment), weight_spread=params.weight_spread,
+                                                hard_core_fraction=params.hard_core_fraction)
 
     target = mean_angle(params)
     out = []

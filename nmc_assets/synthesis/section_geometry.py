@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmc_assets.synthesis.sections import Section
-from nmc_assets.synthesis.soft_model import MAX_OFFSET_FRACTION, SectionPlane, random_plane
+from nmc_assets.particles.sections import MAX_OFFSET_FRACTION, Section, SectionPlane, random_plane
 
 
 def _offset_log_moments(max_fraction: float = MAX_OFFSET_FRACTION) -> tuple[float, float]:

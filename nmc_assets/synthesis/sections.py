@@ -1,8 +1,8 @@
 """2D grain-label cross-sections: reading, writing, descriptors and distances.
 
-A section is a 2D ``uint16`` label image (axes (row, col)): 0 = outside the particle, k > 0 = grain k,
-with a pixel size in micrometres (DESIGN 3.1: ``cross_sections/<name>.tif`` + ``<name>.json``
-``{"pixel_size_um": ...}``).
+A section (:class:`nmc_assets.particles.sections.Section`) is a 2D ``uint16`` label image (axes (row,
+col)): 0 = outside the particle, k > 0 = grain k, with a pixel size in micrometres (DESIGN 3.1:
+``cross_sections/<name>.tif`` + ``<name>.json`` ``{"pixel_size_um": ...}``).
 
 Section descriptors (one row per grain): area (um^2), ellipse aspect ratio (major / minor axis of the
 region's second-moment ellipse), angle between the grain's major axis and the radial direction from the
@@ -13,33 +13,21 @@ section). Distributions are compared with the 1-Wasserstein distance (``scipy.st
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from nmc_assets.particles.sections import Section
 
 #: Descriptors compared between observed and generated sections.
 DESCRIPTORS = ("area_um2", "aspect_ratio", "radial_angle_deg", "grains_per_section")
 #: Grains smaller than this (pixels) get no aspect ratio / angle (their ellipse is meaningless).
 MIN_SHAPE_AREA_PX = 4
 
-
-@dataclass
-class Section:
-    """One 2D grain-label section; ``labels`` (row, col) uint16, 0 = outside the particle."""
-
-    labels: np.ndarray
-    pixel_size_um: float
-    name: str = ""
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.labels > 0
-
-    def equivalent_radius_um(self) -> float:
-        """Radius of the disc with the particle section's area."""
-        return float(np.sqrt(self.mask.sum() / np.pi) * self.pixel_size_um)
+__all__ = ["DESCRIPTORS", "MIN_SHAPE_AREA_PX", "Section", "read_sections", "write_sections", "section_grain_table",
+           "descriptor_samples", "descriptor_distances", "normalised_distance", "descriptor_scales",
+           "label_boundary_map", "centre_crop", "critic_images"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,7 +181,7 @@ def label_boundary_map(labels: np.ndarray) -> np.ndarray:
     """Probability that a 4-neighbour (inside the particle) lies in a different grain, per pixel.
 
     0 inside a grain, 0.25-1 on grain boundaries, 0 outside the particle. The soft version in
-    :func:`nmc_assets.synthesis.soft_model.soft_boundary_map` gives the same map for one-hot assignments.
+    :func:`nmc_assets.particles.soft_tessellation.soft_boundary_map` gives the same map for one-hot assignments.
     """
     lab = np.pad(labels, 1)
     centre = lab[1:-1, 1:-1]

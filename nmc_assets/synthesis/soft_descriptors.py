@@ -80,6 +80,16 @@ def grain_moment_descriptors(prob, ids, rows, cols, n_cells: int, pixel_size_um:
     return {"area_um2": m[has] * pixel_size_um**2, "aspect_ratio": aspect, "radial_angle_deg": angle[angle_ok]}
 
 
+def soft_section_descriptors(section) -> dict:
+    """:func:`grain_moment_descriptors` of a :class:`nmc_assets.particles.sections.SoftSection` (torch,
+    differentiable through its assignment; empty tensors when the section has fewer than 2 cells)."""
+    import torch
+
+    if section.n_cells < 2 or section.prob.shape[0] == 0:
+        return {k: torch.zeros(0, dtype=section.image.dtype, device=section.image.device) for k in MATCHED}
+    return grain_moment_descriptors(section.prob, section.ids, section.rows, section.cols, section.n_cells, section.pixel_size_um)
+
+
 def section_moment_descriptors(section: Section) -> dict[str, np.ndarray]:
     """:func:`grain_moment_descriptors` of a hard label section (numpy arrays)."""
     import torch

@@ -35,7 +35,7 @@ def test_contact_fraction_of_two_cubes():
 def test_crack_particle_meets_target_along_boundaries():
     rng = np.random.default_rng(3)
     shell = sample_shell(rng, ShellParams(mean_diameter_um=8.0, size_sigma=0.0))
-    grains = sample_grains(rng, GrainParams(number_density_per_um3=0.15), shell.max_radius_um())
+    grains = sample_grains(rng, GrainParams(density_per_um3=0.15), shell.max_radius_um())
     vs = 0.2
     g = render_grain_labels(shell, grains, vs)
     inside = g > 0
@@ -71,7 +71,7 @@ def test_cracks_prefer_radial_boundaries():
 
     rng = np.random.default_rng(5)
     shell = sample_shell(rng, ShellParams(mean_diameter_um=8.0, size_sigma=0.0))
-    grains = sample_grains(rng, GrainParams(number_density_per_um3=0.15), shell.max_radius_um())
+    grains = sample_grains(rng, GrainParams(density_per_um3=0.15), shell.max_radius_um())
     vs = 0.2
     g = render_grain_labels(shell, grains, vs)
     inside = g > 0

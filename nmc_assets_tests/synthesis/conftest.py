@@ -3,14 +3,15 @@
 import numpy as np
 import pytest
 
-from nmc_assets.synthesis.soft_model import GrainModelParams, hard_sections
+from nmc_assets.particles.grains import GrainParams
+from nmc_assets.particles.sections import hard_sections
 
 #: The reference of the tests: the particle model's default grain parameters.
-REFERENCE = GrainModelParams(density_per_um3=1.0, elongation_log_mean=0.8, elongation_log_sd=0.25, alignment_spread_deg=15.0, weight_spread=0.1)
+REFERENCE = GrainParams(density_per_um3=1.0, elongation_log_mean=0.8, elongation_log_sd=0.25, alignment_spread_deg=15.0, weight_spread=0.1)
 
 
 @pytest.fixture(scope="session")
-def reference_params() -> GrainModelParams:
+def reference_params() -> GrainParams:
     return REFERENCE
 
 

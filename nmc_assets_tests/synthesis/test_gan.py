@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+from nmc_assets.particles.grains import GrainParams
 from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
 from nmc_assets.synthesis.quality import calibration_report
 from nmc_assets.synthesis.sections import descriptor_samples, descriptor_scales, normalised_distance
 from nmc_assets.synthesis.baseline import sections_like_observed
-from nmc_assets.synthesis.soft_model import GrainModelParams
 
-START = GrainModelParams.with_mean_elongation(3.45, 0.35, density_per_um3=0.5, alignment_spread_deg=22.5, weight_spread=0.1)
+START = GrainParams.with_mean_elongation(3.45, 0.35, density_per_um3=0.5, alignment_spread_deg=22.5, weight_spread=0.1)
 
 
 def _tiny(steps: int, **kw) -> GanConfig:
@@ -19,7 +19,7 @@ def _tiny(steps: int, **kw) -> GanConfig:
     return GanConfig(steps=steps, initial=START.to_dict(), **kw)
 
 
-def _distance(sections, params: GrainModelParams) -> float:
+def _distance(sections, params: GrainParams) -> float:
     """Normalised descriptor distance to the observed sections, mean over two generated samples of 64."""
     from nmc_assets.synthesis.section_geometry import SectionGeometry
 
@@ -31,7 +31,7 @@ def _distance(sections, params: GrainModelParams) -> float:
 @pytest.mark.slow
 def test_short_calibration_lowers_descriptor_distance(observed_sections, reference_params):
     # short and CPU-cheap: only the grain density is learned, from a start 50 % below the reference
-    start_params = GrainModelParams(**{**reference_params.__dict__, "density_per_um3": 0.5})
+    start_params = GrainParams(**{**reference_params.__dict__, "density_per_um3": 0.5})
     cfg = _tiny(30, lr_params=0.05, batch_size=8, critic_channels=32, critic_warmup=50, learned=("density_per_um3",))
     cfg.initial = start_params.to_dict()
     gan = StereologicalGan(observed_sections, cfg)
@@ -60,6 +60,25 @@ def test_checkpoint_resume_continues_exactly(observed_sections, tmp_path, pool):
     resumed.train()
     assert resumed.step == 4 and len(resumed.history) == 4
     np.testing.assert_allclose(resumed.z.detach().numpy(), straight.z.detach().numpy(), rtol=1e-5)
+
+
+def test_checkpoint_written_before_the_parameter_merge_resumes(observed_sections, tmp_path):
+    """Checkpoints and params.json store the parameter dicts of the former GrainModelParams (six fields
+    plus mean_elongation): they load, and today's dicts have the same keys (calibration versions hash them)."""
+    old_initial = {"density_per_um3": 0.5, "elongation_log_mean": 1.1771148988274895, "elongation_log_sd": 0.35,
+                   "alignment_spread_deg": 22.5, "weight_spread": 0.1, "hard_core_fraction": 0.5, "mean_elongation": 3.4499999999999984}
+    assert START.to_dict() == old_initial
+    gan = StereologicalGan(observed_sections, _tiny(2))
+    gan.train()
+    state = gan.state()
+    state["config"]["initial"] = old_initial
+    state["calibrated_params"] = dict(old_initial, density_per_um3=0.61)
+    torch.save(state, tmp_path / "checkpoint.pt")
+    resumed = StereologicalGan.resume(tmp_path / "checkpoint.pt", observed_sections)
+    assert resumed.step == 2 and resumed.base == GrainParams.from_dict(old_initial)
+    assert GrainParams.from_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["calibrated_params"]).density_per_um3 == 0.61
+    resumed.train()  # the stored config's two steps are done: nothing to run
+    assert resumed.step == 2 and set(resumed.calibrated_params().to_dict()) == set(old_initial)
 
 
 def test_bad_checkpoint_is_reported(observed_sections, tmp_path):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nmc_assets.synthesis.section_geometry import SectionGeometry
-from nmc_assets.synthesis.soft_model import hard_sections
+from nmc_assets.particles.sections import hard_sections
 
 
 def test_fit_recovers_one_particle_size_and_draws_cuts_like_it(observed_sections):

@@ -46,7 +46,7 @@ def test_descriptor_samples_and_distances():
 def test_boundary_map_matches_soft_version_for_one_hot():
     import torch
 
-    from nmc_assets.synthesis.soft_model import soft_boundary_map
+    from nmc_assets.particles.soft_tessellation import soft_boundary_map
 
     lab = _two_bars()
     hard = label_boundary_map(lab)

@@ -1,10 +1,17 @@
 import numpy as np
 import torch
 
+from nmc_assets.particles.grains import GrainParams
+from nmc_assets.particles.sections import hard_section, random_plane, soft_section
 from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
 from nmc_assets.synthesis.sections import section_grain_table
-from nmc_assets.synthesis.soft_descriptors import MATCHED, StatisticsTarget, pooled_moment_descriptors, section_moment_descriptors
-from nmc_assets.synthesis.soft_model import GrainModelParams
+from nmc_assets.synthesis.soft_descriptors import (
+    MATCHED,
+    StatisticsTarget,
+    pooled_moment_descriptors,
+    section_moment_descriptors,
+    soft_section_descriptors,
+)
 
 
 def test_moment_descriptors_reproduce_the_hard_table(observed_sections):
@@ -34,7 +41,7 @@ def test_statistics_gradient_points_towards_the_reference(observed_sections, ref
     # start: half the density, more elongated, wider alignment spread. The density gradient is strong and
     # consistent; those of elongation and alignment from a few batches are noise-dominated (sign changes
     # with the seed), so only their presence is asserted
-    start = GrainModelParams(**{**reference_params.__dict__, "density_per_um3": 0.5, "elongation_log_mean": 1.2, "alignment_spread_deg": 30.0})
+    start = GrainParams(**{**reference_params.__dict__, "density_per_um3": 0.5, "elongation_log_mean": 1.2, "alignment_spread_deg": 30.0})
     gan = StereologicalGan(observed_sections, GanConfig(steps=1, batch_size=8, critic_channels=8, initial=start.to_dict(), seed=3, stats_weight=0.1,
                                                         stats_descriptors=MATCHED, critic_params=None, stats_params=None))
     for _ in range(4):  # the gradient of one batch of 8 sections is noisy: accumulate four
@@ -56,3 +63,14 @@ def test_pooled_statistics_loss_uses_the_pool_and_differentiates_the_batch_only(
     assert 0 < float(pooled) < float(alone)
     pooled.backward()
     assert batch.grad is not None and float(batch.grad.abs().sum()) > 0
+
+
+def test_soft_section_descriptors_are_those_of_the_hard_section_forward(reference_params):
+    plane = random_plane(np.random.default_rng(5), 2.5, 0.1, size_px=48)
+    hard = section_moment_descriptors(hard_section(reference_params, plane, np.random.default_rng(9)))
+    tp = {k: v.requires_grad_(True) for k, v in reference_params.tensors().items()}
+    soft = soft_section_descriptors(soft_section(tp, reference_params, plane, np.random.default_rng(9), tau_rel=0.5))
+    for k in MATCHED:
+        np.testing.assert_allclose(np.sort(soft[k].detach().numpy()), np.sort(hard[k]), rtol=1e-9, atol=1e-9)
+    soft["area_um2"].sum().backward()  # areas: a softmax mass, differentiable in the density
+    assert tp["density_per_um3"].grad is not None and float(tp["density_per_um3"].grad) != 0
