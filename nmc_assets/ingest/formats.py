@@ -293,13 +293,11 @@ class VolumeReader:
             with _tiff_errors(self.path):
                 data = self._tif.asarray(key=range(start, stop), series=0) if self._pages > 1 else self._series.asarray()
         else:
+            extra = self._dataset.ndim - len(self.shape)  # leading singleton axes (squeezed in ``shape``)
             try:
-                data = np.asarray(self._dataset[(slice(start, stop),) + (slice(None),) * (self._dataset.ndim - 1)]
-                                  if self._dataset.ndim == len(self.shape) else self._dataset[()])
+                data = np.asarray(self._dataset[(0,) * extra + (slice(start, stop), slice(None), slice(None))])
             except Exception as exc:
                 raise ScanError(self.path, f"cannot read {HDF5_DATASET} planes {start}-{stop} ({type(exc).__name__}: {exc})") from None
-            if data.ndim > len(self.shape):
-                data = data.reshape(self.shape)[start:stop]
         data = np.asarray(data)
         if data.size != math.prod(want):
             raise ScanError(self.path, f"truncated or inconsistent file: planes {start}-{stop} hold {data.size} "

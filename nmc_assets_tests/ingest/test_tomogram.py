@@ -104,3 +104,20 @@ def test_progress_counts_planes(incoming, tmp_path):
     seen = []
     write_tomogram("p", incoming, tmp_path / "p.zarr", slab=4, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(4, 9), (8, 9), (9, 9)]
+
+
+@pytest.mark.parametrize("fmt", ["h5", "tif"])
+def test_slab_reader_handles_leading_singleton_axes(tmp_path, fmt):
+    import tifffile
+
+    from nmc_assets.ingest.formats import VolumeReader
+
+    volume = np.arange(5 * 6 * 7, dtype=np.uint16).reshape(1, 1, 5, 6, 7)
+    path = tmp_path / f"a.{fmt}"
+    if fmt == "h5":
+        write_h5(path, volume)
+    else:
+        tifffile.imwrite(path, volume, imagej=True)
+    with VolumeReader(path) as reader:
+        assert reader.shape == (5, 6, 7) and reader.dtype == np.uint16
+        np.testing.assert_array_equal(reader.read(1, 3), volume[0, 0, 1:3])
