@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmc_assets.synthesis.baseline import sections_like_observed
-from nmc_assets.synthesis.section_geometry import SectionGeometry
+from nmc_assets.synthesis.section_geometry import SectionGeometry, sections_like_observed
 from nmc_assets.synthesis.sections import DESCRIPTORS, Section, descriptor_distances, descriptor_samples
 from nmc_assets.synthesis.soft_model import GrainModelParams
 

@@ -5,7 +5,6 @@ import torch
 from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
 from nmc_assets.synthesis.quality import calibration_report
 from nmc_assets.synthesis.sections import descriptor_samples, descriptor_scales, normalised_distance
-from nmc_assets.synthesis.baseline import sections_like_observed
 from nmc_assets.synthesis.soft_model import GrainModelParams
 
 START = GrainModelParams.with_mean_elongation(3.45, 0.35, density_per_um3=0.5, alignment_spread_deg=22.5, weight_spread=0.1)
@@ -21,7 +20,7 @@ def _tiny(steps: int, **kw) -> GanConfig:
 
 def _distance(sections, params: GrainModelParams) -> float:
     """Normalised descriptor distance to the observed sections, mean over two generated samples of 64."""
-    from nmc_assets.synthesis.section_geometry import SectionGeometry
+    from nmc_assets.synthesis.section_geometry import SectionGeometry, sections_like_observed
 
     obs = descriptor_samples(sections)
     gens = [descriptor_samples(sections_like_observed(params, SectionGeometry.fit(sections), 64, seed=s)) for s in (98, 99)]
