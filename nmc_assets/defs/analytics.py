@@ -1,7 +1,6 @@
 """Damage analytics assets: random forests of damage per cycling condition, and their SHAP drivers."""
 
 
-import base64
 import time
 
 import dagster as dg
@@ -147,36 +146,34 @@ def damage_model(
 
 @dg.asset(
     group_name="analytics",
-    kinds={"parquet", "duckdb", "matplotlib"},
+    kinds={"parquet", "matplotlib"},
     code_version=ANALYTICS_CODE_VERSION,
     deps=[damage_model],
-    pool="duckdb",
 )
 def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
     """Mean |SHAP| per attribute and condition, with its spread over the repeats (the damage drivers).
 
-    Writes ``warehouse/analytics/damage_drivers.parquet`` (also the DuckDB table ``damage_drivers``),
-    a grouped bar chart of attributes by condition and one SHAP beeswarm per condition under
-    ``warehouse/analytics/plots/``.
+    Writes ``warehouse/analytics/damage_drivers.parquet`` (``particle_catalog``, downstream, copies it
+    into the DuckDB table ``damage_drivers``), a grouped bar chart of attributes by condition and one
+    SHAP beeswarm per condition under ``warehouse/analytics/plots/``.
     """
     from nmc_assets.analytics.pipeline import build_damage_drivers
+    from nmc_assets.previews import png_markdown
 
     layout = data_root.layout
     outputs = build_damage_drivers(layout.analytics)
-    catalog_note = _update_catalog(context, layout)
     metadata = {
         "path": dg.MetadataValue.path(str(outputs.table_path)),
         "dagster/row_count": dg.MetadataValue.int(len(outputs.table)),
         "skipped": dg.MetadataValue.md(_skipped_markdown(outputs.skipped)),
-        "catalog": dg.MetadataValue.text(catalog_note),
     }
     if not outputs.table.empty:
-        metadata["bar_chart"] = dg.MetadataValue.md(_inline_png(outputs.bar_chart_png, "damage drivers by condition", 520))
+        metadata["bar_chart"] = dg.MetadataValue.md(png_markdown(outputs.bar_chart_png, "damage drivers by condition", 520))
         metadata["bar_chart_path"] = dg.MetadataValue.path(str(outputs.bar_chart))
         metadata["beeswarm_paths"] = dg.MetadataValue.json({k: str(v) for k, v in outputs.beeswarms.items()})
         for condition, path in outputs.beeswarms.items():
             metadata[f"beeswarm_{condition}"] = dg.MetadataValue.md(
-                _inline_png(path.read_bytes(), f"SHAP beeswarm {condition}", 420)
+                png_markdown(path.read_bytes(), f"SHAP beeswarm {condition}", 420)
             )
         top = outputs.table[outputs.table["rank"] <= 5]
         lines = ["| condition | rank | attribute | mean abs SHAP | std | top-3 share |", "| --- | --- | --- | --- | --- | --- |"]
@@ -186,24 +183,6 @@ def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResourc
             )
         metadata["top_drivers"] = dg.MetadataValue.md("\n".join(lines))
     return dg.MaterializeResult(metadata=metadata)
-
-
-def _inline_png(png: bytes, alt: str, max_side: int) -> str:
-    from nmc_assets.analytics.plots import thumbnail_png
-
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(thumbnail_png(png, max_side)).decode()})"
-
-
-def _update_catalog(context: dg.AssetExecutionContext, layout) -> str:
-    """Rebuild the DuckDB catalog (features helper's build_catalog copies damage_drivers.parquet in)."""
-    try:
-        from nmc_assets.features.catalog import build_catalog
-    except ImportError as exc:
-        message = f"DuckDB catalog not updated: nmc_assets.features.catalog.build_catalog unavailable ({exc})"
-        context.log.warning(message)
-        return message
-    build_catalog(layout)
-    return f"table damage_drivers in {layout.catalog}"
 
 
 @dg.asset_check(asset=damage_drivers, blocking=False)
