@@ -22,7 +22,9 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.resources import DataRootResource, DeviceResource
+from nmc_assets.synthesis.gan import GanConfig
 
 GROUP = "synthesis"
 SECTIONS_DIR = "grain_sections"
@@ -168,40 +170,11 @@ def load_shell_params(layout):
 
 
 # ------------------------------------------------------------------------------------------------------
-class GrainModelConfig(dg.Config):
-    steps: int = Field(default=1200, description="parameter updates (1200: the budget of the robustness benchmark, ~4-7 min on 2 CPU cores; the parameters settle within ~500; `make demo` runs 400). A run with more steps resumes the checkpoint of a shorter one")
-    batch_size: int = Field(default=8, description="sections per batch")
-    n_critic: int = Field(default=5, description="critic updates per parameter update")
-    lr_params: float = Field(default=0.03, description="Adam learning rate of the log-parameters")
-    lr_critic: float = Field(default=1e-3, description="Adam(0, 0.9) learning rate of the critic")
-    tau_start: float = Field(default=1.0, description="initial temperature (units of spacing x pixel size)")
-    tau_end: float = Field(default=0.25, description="final temperature")
-    seed: int = Field(default=0, description="seed of all draws")
-    initial_density_per_um3: float = Field(default=0.5, description="initial guess (deliberately wrong)")
-    initial_mean_elongation: float = Field(default=3.45, description="initial guess (deliberately wrong)")
-    initial_elongation_log_sd: float = Field(default=0.35, description="elongation log-sd prior: fixed at this value unless learn_elongation_log_sd. Sections confound it with the alignment spread (a wider elongation spread looks like misalignment), so the calibrated alignment is conditional on it; calibration_quality reports the alignment for this +-0.1")
-    learn_elongation_log_sd: bool = Field(default=False, description="also learn the elongation log-sd (off: in the benchmarks the critic left it 17-23 % high or ran off to +147 % with the alignment spread at -81 %)")
-    radial_channels: bool = Field(default=True, description="give the critic the radial orientation field (cos 2psi, sin 2psi) as two more input channels")
-    initial_alignment_spread_deg: float = Field(default=22.5, description="initial guess (deliberately wrong)")
-    weight_spread: float = Field(default=0.1, description="fixed (not calibrated): weight sd in spacing^2")
-    hard_core_fraction: float = Field(default=0.5, description="fixed (not calibrated): hard-core distance / spacing")
+@core_settings(GanConfig)
+class GrainModelConfig(CoreSettingsConfig):
+    """Calibration settings (:class:`nmc_assets.synthesis.gan.GanConfig`) and how often to checkpoint."""
+
     checkpoint_every: int = Field(default=20, description="write checkpoint.pt every n steps (resume point)")
-    stats_weight: float = Field(default=1.0, description="weight of the statistics-matching term (quantile W1 of the soft sections' radial angles vs the observed ones), which alone moves the alignment spread; the critic moves density and elongation (benchmarks: the critic let the alignment collapse by 40-66 %)")
-
-    def gan_config(self):
-        from nmc_assets.synthesis.gan import GanConfig
-        from nmc_assets.synthesis.soft_model import GrainModelParams
-
-        init = GrainModelParams.with_mean_elongation(
-            self.initial_mean_elongation, self.initial_elongation_log_sd, density_per_um3=self.initial_density_per_um3,
-            alignment_spread_deg=self.initial_alignment_spread_deg, weight_spread=self.weight_spread, hard_core_fraction=self.hard_core_fraction,
-        )
-        from nmc_assets.synthesis.soft_model import DEFAULT_LEARNED
-
-        learned = DEFAULT_LEARNED + (("elongation_log_sd",) if self.learn_elongation_log_sd else ())
-        return GanConfig(steps=self.steps, batch_size=self.batch_size, n_critic=self.n_critic, lr_params=self.lr_params,
-                         lr_critic=self.lr_critic, tau_start=self.tau_start, tau_end=self.tau_end, seed=self.seed, initial=init.to_dict(),
-                         stats_weight=self.stats_weight, radial_channels=self.radial_channels, learned=learned)
 
 
 def _sections_fingerprint(folder: Path) -> str:
@@ -252,11 +225,12 @@ def _history_plot(history: list[dict]) -> str:
 def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
     """Calibrated radial-grain model (stereological WGAN-GP): the generator is the parametric radial GBPD
     rendered as a soft tessellation on random planar sections; a conv critic compares them with the
-    observed sections (optionally with a statistics-matching term in the generator loss: quantile W1 of the
-    soft sections' grain area, aspect ratio and radial angle vs the observed ones, ``stats_weight``; off by
-    default); the global parameters (density, elongation log-mean, alignment spread; the log-sd on request) are
-    learned from a deliberately wrong start. Writes ``models/grain_model/<version>/checkpoint.pt`` (parameters,
-    critic weights, optimizer states, history, config) + ``params.json``; resumes an existing checkpoint.
+    observed sections and moves the grain density and elongation; a statistics-matching term (quantile W1
+    of the soft sections' radial angles vs the observed ones, weight ``stats_weight``, on by default) moves
+    the alignment spread. The global parameters (density, elongation log-mean, alignment spread; the log-sd
+    on request) are learned from a deliberately wrong start. Writes ``models/grain_model/<version>/
+    checkpoint.pt`` (parameters, critic weights, optimizer states, history, config) + ``params.json``;
+    resumes an existing checkpoint of the same version (same sections and settings but the step count).
     """
     from nmc_assets.storage import atomic_write_json, sha256_file
     from nmc_assets.synthesis.gan import StereologicalGan
@@ -267,7 +241,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     sections = read_sections(sec_dir)
     if not sections:
         raise dg.Failure(description=f"grain_model: no sections in {sec_dir}; materialize grain_sections")
-    gcfg = config.gan_config()
+    gcfg = config.to_core()
     version = grain_model_version(_sections_fingerprint(sec_dir), gcfg.to_dict())
     folder = layout.grain_model(version)
     ckpt = folder / "checkpoint.pt"
@@ -287,7 +261,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
         "grain_params": calibrated.to_dict(),
         "learned": list(gan.names),
         "steps": gan.step,
-        "initial_params": gcfg.initial,
+        "initial_params": gcfg.initial_params().to_dict(),
         "checkpoint_sha256": sha256_file(ckpt),
         "device": str(dev),
         "train_seconds_this_run": seconds,
@@ -319,7 +293,7 @@ def load_grain_model(layout) -> tuple[dict, Path]:
 class QualityConfig(dg.Config):
     seed: int = Field(default=7, description="seed of the generated comparison sections")
     max_distance_ratio: float = Field(default=1.5, description="pass when every descriptor distance <= ratio x the two-sample reference distance")
-    n_pairs: int = Field(default=2, description="two-sample reference: mean over this many pairs of samples of the observed size (the benchmarks use 4)")
+    n_pairs: int = Field(default=2, description="two-sample reference: mean over this many pairs of samples of the observed size (more pairs: a steadier reference, slower)")
     generated_factor: int = Field(default=4, description="generated sections per observed section for the observed-vs-model distance")
     max_relative_error: float = Field(default=0.15, description="pass when density, mean elongation and alignment spread are each within this relative error (reference known; other learned parameters are reported)")
     equivalence_log_sd_delta: float = Field(default=0.1, description="report the alignment spread that an elongation log-sd this much lower / higher would need for the same grain orientations in sections (the two are confounded in 2D); 0 = off")
@@ -376,7 +350,7 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
 
 # ------------------------------------------------------------------------------------------------------
 class SyntheticParticlesConfig(dg.Config):
-    n_particles: int = Field(default=8, description="particles to generate (thousands work; ~particles/s in the benchmarks)")
+    n_particles: int = Field(default=8, description="particles to generate")
     grid_size: int = Field(default=64, description="voxels per side of each particle's cube")
     seed: int = Field(default=0, description="seed of the generator")
 

@@ -8,12 +8,14 @@ from nmc_assets.defs.config import CoreSettingsConfig
 from nmc_assets.segmentation.model import TrainConfig
 from nmc_assets.segmentation.pipeline import FusionParams
 from nmc_assets.settings import default, description
+from nmc_assets.synthesis.gan import GanConfig
 
 #: Step -> the core settings its run config is built from, and the core fields the step fills in from data.
 CORE_SETTINGS = {
     "damage_model": (DamageModelConfig, {}),
     "stardist_model": (TrainConfig, {"working_pixel_um": 0.4}),
     "fused_labels": (FusionParams, {}),
+    "grain_model": (GanConfig, {}),
 }
 
 
@@ -51,7 +53,10 @@ def test_every_step_config_agrees_with_its_core_settings():
 
 def test_run_config_values_reach_the_core():
     from nmc_assets.defs.analytics import DamageModelAssetConfig
+    from nmc_assets.defs.synthesis import GrainModelConfig
 
     core = DamageModelAssetConfig(exclude_attributes=[], max_features="0.5", max_leaf_nodes=None).to_core()
     assert (core.exclude_attributes, core.max_features, core.max_leaf_nodes) == ((), 0.5, None)
     assert DamageModelAssetConfig(max_features="6").to_core().max_features == 6
+    gan = GrainModelConfig(steps=3, learn_elongation_log_sd=True, checkpoint_every=1).to_core()
+    assert gan.steps == 3 and gan.learned[-1] == "elongation_log_sd" and not hasattr(gan, "checkpoint_every")
