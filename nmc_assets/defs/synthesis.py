@@ -13,40 +13,35 @@ Thin Dagster layer over :mod:`nmc_assets.synthesis` (all science lives there). D
 """
 
 
-import hashlib
-import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
 from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.resources import DataRootResource, DeviceResource
+from nmc_assets.synthesis import store
 from nmc_assets.synthesis.gan import GanConfig
 
 GROUP = "synthesis"
 SECTIONS_DIR = "grain_sections"
-REFERENCE_FILE = "reference_params.json"
 SHELL_FILE = "shell_model.json"
 PARTICLES_DIR = "synthetic_particles"
-
-
-def _reference_spec() -> dict:
-    """The packaged pseudo-EBSD reference (only grain_sections and calibration_quality read it)."""
-    return json.loads((Path(__file__).resolve().parent.parent / "synthesis" / "data" / "reference_grain_params.json").read_text())
 
 
 def _sections_dir(layout) -> Path:
     return layout.synthesis / SECTIONS_DIR
 
 
-def _section_montage(sections, n: int = 4):
-    from nmc_assets.previews import label_colors, montage, png_markdown
-
-    imgs = [label_colors(s.labels) for s in sections[:n]]
-    return png_markdown(montage(imgs), "grain sections", max_side=4 * max(i.shape[1] for i in imgs) + 16)
+@contextmanager
+def _inputs_present():
+    """An input not materialized yet fails the step with the message only (no traceback)."""
+    try:
+        yield
+    except store.MissingInputError as exc:
+        raise dg.Failure(description=str(exc)) from exc
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -65,38 +60,32 @@ def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfi
     recorded in ``reference_params.json`` next to the sections for the quality check only; the calibration
     never reads it.
     """
-    from nmc_assets.synthesis.sections import descriptor_samples, read_sections, write_sections
-    from nmc_assets.synthesis.soft_model import GrainModelParams, hard_sections
+    from nmc_assets.previews import labels_montage_markdown
+    from nmc_assets.synthesis.sections import descriptor_samples
 
     if config.source not in ("auto", "user", "pseudo_ebsd"):
         raise dg.Failure(description=f"grain_sections: source must be auto, user or pseudo_ebsd, got {config.source!r}")
     layout = data_root.layout
     user_dir = layout.cross_sections
-    has_user = user_dir.is_dir() and any(p.suffix.lower() in (".tif", ".tiff") for p in user_dir.iterdir())
     out = _sections_dir(layout)
-    if config.source == "user" or (config.source == "auto" and has_user):
-        sections = read_sections(user_dir)
+    if config.source == "user" or (config.source == "auto" and store.has_user_sections(user_dir)):
+        sections = store.write_user_sections(out, user_dir)
         if not sections:
             raise dg.Failure(description=f"grain_sections: no section TIFFs in {user_dir}")
-        manifest = {"source": "user", "source_dir": str(user_dir), "n_sections": len(sections)}
-        write_sections(out, sections, {"manifest.json": manifest})
     else:
-        ref = _reference_spec()
-        n = config.n_sections or int(ref["n_sections"])
-        params = GrainModelParams.from_dict(ref["grain_params"])
-        sections = hard_sections(params, [ref["particle_radius_um"]] * n, [ref["pixel_size_um"]] * n, seed=int(ref["seed"]))
-        manifest = {"source": "pseudo_ebsd", "n_sections": n, "pixel_size_um": ref["pixel_size_um"]}
-        write_sections(out, sections, {"manifest.json": manifest, REFERENCE_FILE: {**ref, "n_sections": n, "mean_elongation": params.mean_elongation}})
+        sections = store.write_pseudo_ebsd_sections(out, config.n_sections)
+    source = store.read_manifest(out)["source"]
     desc = descriptor_samples(sections)
-    context.log.info(f"grain_sections: {len(sections)} sections ({manifest['source']}) -> {out}")
+    context.log.info(f"grain_sections: {len(sections)} sections ({source}) -> {out}")
+    shown = [s.labels for s in sections[:4]]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(out)),
-            "source": manifest["source"],
+            "source": source,
             "n_sections": len(sections),
             "grains_per_section_mean": float(desc["grains_per_section"].mean()),
             "grain_area_um2_mean": float(desc["area_um2"].mean()),
-            "preview": dg.MetadataValue.md(_section_montage(sections)),
+            "preview": dg.MetadataValue.md(labels_montage_markdown(shown, "grain sections", 4 * max(i.shape[1] for i in shown) + 16)),
         }
     )
 
@@ -107,16 +96,6 @@ class ShellModelConfig(dg.Config):
     max_degree: int = Field(default=10, description="highest spherical-harmonic degree fitted")
     n_directions: int = Field(default=600, description="rays per particle")
     min_voxels: int = Field(default=1000, description="particles with fewer voxels are skipped")
-
-
-def _label_volumes(layout, source: str) -> list[Path]:
-    fused = sorted((layout.warehouse / "fused_labels").glob("*.zarr"))
-    truth = sorted(layout.incoming.glob("*.labels.tif")) if layout.incoming.is_dir() else []
-    if source == "fused":
-        return fused
-    if source == "truth":
-        return truth
-    return fused or truth
 
 
 @dg.asset(group_name=GROUP, deps=[dg.AssetKey("fused_labels")], kinds={"numpy", "scipy"}, code_version="shell-model-v1", owners=["team:synthesis"])
@@ -135,7 +114,7 @@ def shell_model(context: dg.AssetExecutionContext, config: ShellModelConfig, dat
     if config.label_source not in ("auto", "fused", "truth"):
         raise dg.Failure(description=f"shell_model: label_source must be auto, fused or truth, got {config.label_source!r}")
     layout = data_root.layout
-    paths = _label_volumes(layout, config.label_source)
+    paths = store.label_volumes(layout.warehouse / "fused_labels", layout.incoming, config.label_source)
     shapes = []
     for path in paths:
         labels, vs = read_label_volume(path)
@@ -160,65 +139,12 @@ def shell_model(context: dg.AssetExecutionContext, config: ShellModelConfig, dat
     )
 
 
-def load_shell_params(layout):
-    from nmc_assets.particles.shell import ShellParams
-
-    path = layout.synthesis / SHELL_FILE
-    if not path.exists():
-        raise dg.Failure(description=f"{path} is missing: materialize shell_model first")
-    return ShellParams(**json.loads(path.read_text())["params"])
-
-
 # ------------------------------------------------------------------------------------------------------
 @core_settings(GanConfig)
 class GrainModelConfig(CoreSettingsConfig):
     """Calibration settings (:class:`nmc_assets.synthesis.gan.GanConfig`) and how often to checkpoint."""
 
     checkpoint_every: int = Field(default=20, description="write checkpoint.pt every n steps (resume point)")
-
-
-def _sections_fingerprint(folder: Path) -> str:
-    """SHA256 over the section TIFFs and sidecars (the calibration's data), not the reference file."""
-    h = hashlib.sha256()
-    for p in sorted(folder.glob("*")):
-        if p.suffix in (".tif", ".tiff") or (p.suffix == ".json" and p.name not in ("manifest.json", REFERENCE_FILE)):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def grain_model_version(sections_sha: str, gan_config: dict) -> str:
-    """Version of a calibration: hash of the observed sections and of the config except the step count
-    (so a longer run of the same calibration resumes the same checkpoint)."""
-    cfg = {k: v for k, v in gan_config.items() if k != "steps"}
-    blob = json.dumps({"sections": sections_sha, "config": cfg}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def _history_plot(history: list[dict]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import io
-
-    import matplotlib.pyplot as plt
-
-    from nmc_assets.previews import png_markdown
-
-    steps = [h["step"] for h in history]
-    fig, axes = plt.subplots(1, 4, figsize=(12, 2.6), dpi=70)
-    for ax, key in zip(axes, ("wasserstein_estimate", "density_per_um3", "mean_elongation", "alignment_spread_deg")):
-        ax.plot(steps, [h[key] for h in history])
-        ax.set_title(key, fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    from PIL import Image
-
-    img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    return png_markdown(img, "training history", max_side=900)
 
 
 @dg.asset(group_name=GROUP, deps=[grain_sections], kinds={"pytorch"}, pool="gpu", code_version="grain-model-v3", owners=["team:synthesis"])
@@ -232,8 +158,10 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     checkpoint.pt`` (parameters, critic weights, optimizer states, history, config) + ``params.json``;
     resumes an existing checkpoint of the same version (same sections and settings but the step count).
     """
-    from nmc_assets.storage import atomic_write_json, sha256_file
+    from nmc_assets.previews import png_markdown
+    from nmc_assets.storage import atomic_write_json
     from nmc_assets.synthesis.gan import StereologicalGan
+    from nmc_assets.synthesis.plots import history_png
     from nmc_assets.synthesis.sections import read_sections
 
     layout = data_root.layout
@@ -242,7 +170,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     if not sections:
         raise dg.Failure(description=f"grain_model: no sections in {sec_dir}; materialize grain_sections")
     gcfg = config.to_core()
-    version = grain_model_version(_sections_fingerprint(sec_dir), gcfg.to_dict())
+    version = store.grain_model_version(store.sections_fingerprint(sec_dir), gcfg.to_dict())
     folder = layout.grain_model(version)
     ckpt = folder / "checkpoint.pt"
     dev = device.torch_device()
@@ -254,19 +182,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     t0 = time.perf_counter()
     gan.train(log=context.log.info, checkpoint_path=ckpt, checkpoint_every=config.checkpoint_every)
     seconds = time.perf_counter() - t0
-    gan.save(ckpt)
-    calibrated = gan.calibrated_params()
-    params = {
-        "version": version,
-        "grain_params": calibrated.to_dict(),
-        "learned": list(gan.names),
-        "steps": gan.step,
-        "initial_params": gcfg.initial_params().to_dict(),
-        "checkpoint_sha256": sha256_file(ckpt),
-        "device": str(dev),
-        "train_seconds_this_run": seconds,
-    }
-    atomic_write_json(folder / "params.json", params)
+    params = store.save_grain_model(folder, gan, version, device=str(dev), train_seconds_this_run=seconds)
     atomic_write_json(layout.models / "grain_model" / "latest.json", {"version": version})
     return dg.MaterializeResult(
         metadata={
@@ -275,18 +191,17 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
             "steps": gan.step,
             "seconds": seconds,
             "device": str(dev),
-            "params": dg.MetadataValue.json(calibrated.to_dict()),
-            "history": dg.MetadataValue.md(_history_plot(gan.history)) if gan.history else "",
+            "params": dg.MetadataValue.json(params["grain_params"]),
+            "history": dg.MetadataValue.md(png_markdown(history_png(gan.history), "training history", max_side=900)) if gan.history else "",
         }
     )
 
 
 def load_grain_model(layout) -> tuple[dict, Path]:
     latest = layout.models / "grain_model" / "latest.json"
-    if not latest.exists():
-        raise dg.Failure(description=f"{latest} is missing: materialize grain_model first")
-    folder = layout.grain_model(json.loads(latest.read_text())["version"])
-    return json.loads((folder / "params.json").read_text()), folder
+    with _inputs_present():
+        folder = layout.grain_model(store.latest_version(latest))
+    return store.read_grain_model(folder), folder
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -318,8 +233,7 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     sections = read_sections(sec_dir)
     params, _ = load_grain_model(layout)
     calibrated = GrainModelParams.from_dict(params["grain_params"])
-    ref_path = sec_dir / REFERENCE_FILE
-    reference = GrainModelParams.from_dict(json.loads(ref_path.read_text())["grain_params"]) if ref_path.exists() else None
+    reference = store.read_reference_params(sec_dir)
     rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"),
                              n_pairs=config.n_pairs, generated_factor=config.generated_factor)
     verdict = judge(rep, config.max_distance_ratio, config.max_relative_error)
@@ -360,24 +274,25 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     """N virtual particles: shells from the shell model, grains from the calibrated grain model, rendered by the
     hard tessellation; per-particle (size, sphericity, grain count, mean grain elongation, radial alignment)
     and per-grain descriptors. Writes ``warehouse/synthesis/synthetic_particles/``."""
-    from nmc_assets.previews import label_colors, montage, png_markdown
+    import tifffile
+
+    from nmc_assets.previews import central_slices, labels_montage_markdown
     from nmc_assets.storage import sha256_file
     from nmc_assets.synthesis.dataset import generate_dataset
     from nmc_assets.synthesis.soft_model import GrainModelParams
 
     layout = data_root.layout
-    shell_params = load_shell_params(layout)
+    with _inputs_present():
+        shell = store.read_shell_model(layout.synthesis / SHELL_FILE)
     gm, folder = load_grain_model(layout)
     grain_params = GrainModelParams.from_dict(gm["grain_params"])
     provenance = {"grain_model_version": gm["version"], "checkpoint_sha256": sha256_file(folder / "checkpoint.pt"),
-                  "shell_model_source": json.loads((layout.synthesis / SHELL_FILE).read_text())["source"]}
+                  "shell_model_source": shell["source"]}
     out = layout.synthesis / PARTICLES_DIR
-    res = generate_dataset(out, shell_params, grain_params, config.n_particles, config.grid_size, config.seed, provenance, device=str(device.torch_device()))
-    import tifffile
-
+    res = generate_dataset(out, store.shell_params(shell), grain_params, config.n_particles, config.grid_size, config.seed, provenance,
+                           device=str(device.torch_device()))
     first = tifffile.imread(out / "volumes" / "particle_00000.tif")
-    c = first.shape[0] // 2
-    preview = png_markdown(montage([label_colors(first[c]), label_colors(first[:, c]), label_colors(first[:, :, c])]), "particle 0 xy | xz | yz", max_side=600)
+    preview = labels_montage_markdown(central_slices(first), "particle 0 xy | xz | yz", max_side=600)
     df = res["particles"]
     context.log.info(f"synthetic_particles: {config.n_particles} particles, {res['particles_per_second']:.2f} particles/s")
     return dg.MaterializeResult(
