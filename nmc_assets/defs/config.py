@@ -27,7 +27,7 @@ _PLAIN = (int, float, str, bool)
 
 
 class CoreSettingsConfig(dg.Config):
-    """A run config generated from a core settings dataclass (see :func:`run_config_for`)."""
+    """A run config generated from a core settings dataclass (see :func:`core_settings`)."""
 
     core_class: ClassVar[type | None] = None
     excluded: ClassVar[tuple[str, ...]] = ()
@@ -68,9 +68,9 @@ def _config_value(value):
 
 
 def _to_core_value(value, tp):
-    if isinstance(value, list) and (typing.get_origin(tp) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(tp))):
-        return tuple(value)
-    return value
+    """A run-config list back to the core's tuple (``tuple[X, ...]``, also inside a union)."""
+    tuple_typed = tuple in (typing.get_origin(t) for t in (tp, *typing.get_args(tp)))
+    return tuple(value) if isinstance(value, list) and tuple_typed else value
 
 
 def core_settings(core: type, *, exclude: tuple[str, ...] = ()):
