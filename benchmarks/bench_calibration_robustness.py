@@ -32,15 +32,15 @@ from bench_synthesis import reference, start_params  # noqa: E402  (same referen
 RESULTS = ROOT / "benchmarks" / "results" / "calibration_robustness.jsonl"
 TARGET_KEYS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")  # = quality.TARGET_PARAMETERS
 
-#: GanConfig overrides per named variant (the default is GanConfig's defaults).
+#: VariantConfig overrides per named variant (``default``: the grain_model asset's calibration; see gan_variants.py).
 VARIANTS: dict[str, dict] = {
     "default": {},
     "half_average": {"average_last_fraction": 0.5},
     "half_average_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1},
     "radial_critic": {"average_last_fraction": 0.5, "radial_channels": True},
     "radial_critic_angle_stats": {"average_last_fraction": 0.5, "radial_channels": True, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
-    "radial_critic_3p": {"average_last_fraction": 0.5, "radial_channels": True, "learned": ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")},
-    "critic_3p": {"average_last_fraction": 0.5, "learned": ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")},
+    "radial_critic_3p": {"average_last_fraction": 0.5, "radial_channels": True, "learned_params": ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")},
+    "critic_3p": {"average_last_fraction": 0.5, "learned_params": ("density_per_um3", "elongation_log_mean", "alignment_spread_deg")},
     "critic_plus_angle_for_alignment": {"stats_weight": 1.0, "stats_descriptors": ("radial_angle_deg",),
                                         "critic_params": ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "weight_spread"),
                                         "stats_params": ("alignment_spread_deg",)},
@@ -48,11 +48,11 @@ VARIANTS: dict[str, dict] = {
     "angle_stats": {"average_last_fraction": 0.5, "stats_weight": 0.1, "stats_descriptors": ("radial_angle_deg",)},
     "stats": {"stats_weight": 0.1},
     # the elongation log-sd learned too (the default fixes it at the initial guess, 0.35 vs 0.25 true)
-    "learn_sd_stats": {"learned": ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "alignment_spread_deg"),
+    "learn_sd_stats": {"learned_params": ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "alignment_spread_deg"),
                        "stats_descriptors": ("radial_angle_deg", "aspect_ratio"),
                        "critic_params": ("density_per_um3", "elongation_log_mean", "weight_spread"),
                        "stats_params": ("alignment_spread_deg", "elongation_log_sd")},
-    "learn_sd_critic": {"learned": ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "alignment_spread_deg")},
+    "learn_sd_critic": {"learned_params": ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "alignment_spread_deg")},
     # diagnostic: the default with the (fixed) elongation log-sd at its true value 0.25 (not a calibration:
     # it uses a reference value) - how much of the alignment bias the wrong log-sd explains
     "diagnostic_true_log_sd": {"start_log_sd": 0.25},
@@ -86,15 +86,15 @@ def run_truth(obs_seed: int, n: int) -> dict:
 def run_gan(variant: str, obs_seed: int, n: int, gan_seed: int, steps: int) -> dict:
     import torch
 
-    from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
+    from gan_variants import VariantConfig, VariantGan
     from nmc_assets.synthesis.quality import calibration_report
 
     torch.set_num_threads(1)
     ref, sections = observed_sample(obs_seed, n)
     overrides = dict(VARIANTS[variant])
     start = start_params(ref, log_sd=overrides.pop("start_log_sd", None))
-    cfg = GanConfig(steps=steps, seed=gan_seed, initial=start.to_dict(), **overrides)
-    gan = StereologicalGan(sections, cfg)
+    cfg = VariantConfig.starting_at(start, steps=steps, seed=gan_seed, **overrides)
+    gan = VariantGan(sections, cfg)
     t0 = time.perf_counter()
     gan.train()
     seconds = time.perf_counter() - t0

@@ -57,18 +57,18 @@ def start_params(ref, log_sd: float | None = None):
 def bench_gan(ref, sections, steps: int, seed: int, stats_weight: float | None = None, stats_descriptors=None, lr_final_fraction: float | None = None) -> dict:
     import torch
 
-    from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
+    from gan_variants import VariantConfig, VariantGan
     from nmc_assets.synthesis.quality import calibration_report
 
     torch.set_num_threads(1)
-    cfg = GanConfig(steps=steps, seed=seed, initial=start_params(ref).to_dict())
+    cfg = VariantConfig.starting_at(start_params(ref), steps=steps, seed=seed)
     if stats_weight is not None:
         cfg.stats_weight = stats_weight
     if lr_final_fraction is not None:
         cfg.lr_final_fraction = lr_final_fraction
     if stats_descriptors:
         cfg.stats_descriptors = tuple(stats_descriptors)
-    gan = StereologicalGan(sections, cfg)
+    gan = VariantGan(sections, cfg)
     t0 = time.perf_counter()
     gan.train(log=lambda m: print(m, flush=True))
     seconds = time.perf_counter() - t0
@@ -147,9 +147,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gan-steps", type=int, default=400)
     ap.add_argument("--gan-seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--stats-weight", type=float, default=None, help="weight of the statistics-matching term (default: GanConfig's)")
-    ap.add_argument("--stats-descriptors", default="", help="comma-separated matched descriptors (default: GanConfig's)")
-    ap.add_argument("--lr-final-fraction", type=float, default=None, help="parameter learning rate at the last step / initial (default: GanConfig's)")
+    ap.add_argument("--stats-weight", type=float, default=None, help="weight of the statistics-matching term (default: the grain_model asset's)")
+    ap.add_argument("--stats-descriptors", default="", help="comma-separated matched descriptors (default: the grain_model asset's)")
+    ap.add_argument("--lr-final-fraction", type=float, default=None, help="parameter learning rate at the last step / initial (default 1: constant, as in the asset)")
     ap.add_argument("--gan-key", default="gan", help="key of the GAN results in synthesis.json")
     ap.add_argument("--baseline-evals", type=int, default=80)
     ap.add_argument("--baseline-samples", type=int, nargs="*", default=[], help="also run the baseline on these independent observed samples (seeds, 256 sections)")

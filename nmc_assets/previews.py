@@ -1,4 +1,5 @@
-"""Small PNG previews for the Dagster UI (embedded as base64 Markdown; Dagster has no image metadata type)."""
+"""Small PNG previews for the Dagster UI, inlined as base64 Markdown by :func:`png_markdown` (Dagster has no
+image metadata type)."""
 
 from __future__ import annotations
 
@@ -71,10 +72,55 @@ def png_bytes(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def png_markdown(img: np.ndarray, alt: str = "preview", max_side: int = 256) -> str:
-    """Markdown image tag with the PNG inlined; keep it small (metadata lives in the event log)."""
-    data = base64.b64encode(png_bytes(downsample_to(img, max_side))).decode()
-    return f"![{alt}](data:image/png;base64,{data})"
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig, dpi: int) -> bytes:
+    """PNG bytes of a matplotlib figure (closed afterwards); fixed metadata, so the same figure gives the same bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def thumbnail_png(png: bytes, max_side: int = 480) -> bytes:
+    """A smaller copy of a PNG (Lanczos resampling, so text stays legible; 64-colour palette)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    scale = max_side / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    image = image.quantize(colors=64, method=Image.Quantize.MEDIANCUT)  # palette PNG: about 3x smaller
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def png_markdown(image: np.ndarray | bytes, alt: str = "preview", max_side: int | None = 256) -> str:
+    """Markdown image tag with the PNG inlined, for ``dg.MetadataValue.md``.
+
+    ``image``: a grey or RGB array (downsampled to at most ``max_side`` pixels a side) or PNG bytes
+    (resampled by :func:`thumbnail_png`); ``max_side=None`` keeps the size. Keep it small: metadata
+    lives in the event log.
+    """
+    if isinstance(image, bytes):
+        png = image if max_side is None else thumbnail_png(image, max_side)
+    else:
+        png = png_bytes(image if max_side is None else downsample_to(image, max_side))
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def labels_montage_markdown(label_images: list[np.ndarray], alt: str, max_side: int) -> str:
+    """2D label images side by side (a colour per label), as inline Markdown PNG."""
+    return png_markdown(montage([label_colors(lab) for lab in label_images]), alt, max_side=max_side)
 
 
 def volume_preview_markdown(volume: np.ndarray, max_side: int = 192) -> str:
@@ -84,8 +130,7 @@ def volume_preview_markdown(volume: np.ndarray, max_side: int = 192) -> str:
     return png_markdown(montage(slices), "xy | xz | yz", max_side=3 * max_side + 8)
 
 
-def labels_preview_markdown(volume: np.ndarray, labels: np.ndarray, max_side: int = 192) -> str:
-    """Label overlays on the central xy, xz, yz slices, as inline Markdown PNG."""
+def labels_overlay_png(volume, labels, max_side: int = 384) -> bytes:
+    """PNG: labels over the central xy, xz and yz slices (``volume``, ``labels``: arrays or lazy Zarr arrays)."""
     pairs = zip(central_slices(volume), central_slices(labels))
-    imgs = [downsample_to(overlay_labels(v, l), max_side) for v, l in pairs]
-    return png_markdown(montage(imgs), "labels xy | xz | yz", max_side=3 * max_side + 8)
+    return png_bytes(montage([downsample_to(overlay_labels(np.asarray(v), np.asarray(l)), max_side) for v, l in pairs]))

@@ -1,8 +1,12 @@
-"""Suite-wide test settings: quiet TensorFlow, and a data root that is never the repository's ``data/``."""
+"""Suite-wide test settings: quiet TensorFlow, a data root that is never the repository's ``data/``, and the
+session fixtures that tests in several folders share (one instance per session)."""
 
 import os
 
 import pytest
+
+#: Shared session fixtures: the tiny StarDist model (``segmentation/`` and ``defs/`` tests).
+pytest_plugins = ["nmc_assets_tests.segmentation.fixtures"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -35,6 +35,7 @@ import pandas as pd
 
 # the drivers table's columns and per-condition summary (re-exported here with drivers_table)
 from nmc_assets.analytics.drivers import DRIVERS_COLUMNS, empty_drivers_table, summarise_condition
+from nmc_assets.settings import setting
 
 #: Target column: (filled volume - solid volume) / filled volume.
 TARGET = "damage"
@@ -95,33 +96,31 @@ ALL_CONDITION = "all"
 
 @dataclass(frozen=True)
 class DamageModelConfig:
-    """Settings of the damage regression. Defaults are the study's (Li et al. 2022).
+    """Settings of the damage regression. Defaults are the study's (Li et al. 2022)."""
 
-    ``exclude_attributes`` defaults to :data:`DEFAULT_EXCLUDED_ATTRIBUTES` (target leaks, see
-    :data:`LEAKY_ATTRIBUTES`). ``cycles_in_all``: in the pooled ``"all"`` condition, use ``cycles`` as
-    an attribute (cycling is a damage driver; within one condition it is constant).
-    ``min_impurity_decrease`` is the study's 1.02e-5 (in damage^1 units for ``absolute_error``).
-    """
-
-    n_trees: int = 40
-    criterion: str = "absolute_error"
-    max_leaf_nodes: int | None = 30
-    max_features: str | float | int | None = "sqrt"
-    min_impurity_decrease: float = 1.02e-5
-    test_fraction: float = 0.05
-    n_seeds: int = 10
-    n_subsamples: int = 10
-    subsample_size: int = 500
-    cv_folds: int = 5
-    min_particles: int = MIN_PARTICLES
-    attributes: tuple[str, ...] = STUDY_ATTRIBUTES
-    exclude_attributes: tuple[str, ...] = DEFAULT_EXCLUDED_ATTRIBUTES
-    include_border_particles: bool = False
-    cycles_in_all: bool = True
-    random_seed: int = 0
-    n_jobs: int = 1
+    n_trees: int = setting(40, "Trees per forest.")
+    criterion: str = setting("absolute_error", "Split criterion (study: MAE = absolute_error).")
+    max_leaf_nodes: int | None = setting(30, "Leaves per tree (empty: unlimited).")
+    max_features: str | float | int | None = setting("sqrt", "Attributes tried per split: sqrt, log2, or a number (a fraction below 1).")
+    min_impurity_decrease: float = setting(1.02e-5, "Study's minimum impurity decrease (in damage units for absolute_error).")
+    test_fraction: float = setting(0.05, "Held-out share per repeat.")
+    n_seeds: int = setting(10, "Seeds (train/test split and forest) per subsample.")
+    n_subsamples: int = setting(10, "Random particle subsamples per condition.")
+    subsample_size: int = setting(500, "Particles per subsample (all, when fewer).")
+    cv_folds: int = setting(5, "Folds of the out-of-fold score per subsample.")
+    min_particles: int = setting(MIN_PARTICLES, "A condition with fewer usable particles is skipped.")
+    attributes: tuple[str, ...] = setting(STUDY_ATTRIBUTES, "Candidate attributes (DESIGN 3.3 columns).")
+    exclude_attributes: tuple[str, ...] = setting(DEFAULT_EXCLUDED_ATTRIBUTES, "Attributes left out. Default: those that restate "
+                                                  "damage (LEAKY_ATTRIBUTES). [] regresses on the study's full list.")
+    include_border_particles: bool = setting(False, "Keep particles cut by the volume border.")
+    cycles_in_all: bool = setting(True, "Use cycles as an attribute in the pooled 'all' condition (constant within one condition).")
+    random_seed: int = setting(0, "Base seed of subsamples, splits and forests.")
+    n_jobs: int = setting(1, "Worker processes per forest fit.")
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_features, str) and self.max_features not in ("sqrt", "log2"):  # a number as text
+            number = float(self.max_features)
+            object.__setattr__(self, "max_features", int(number) if number.is_integer() and number >= 1 else number)
         checks = [
             (self.n_trees >= 1, "n_trees must be >= 1"),
             (0.0 < self.test_fraction < 0.5, "test_fraction must be in (0, 0.5)"),

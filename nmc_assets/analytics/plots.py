@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig, dpi: int) -> bytes:
-    plt = _pyplot()
-    buf = io.BytesIO()
-    # fixed metadata so identical inputs give identical bytes
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+from nmc_assets.previews import figure_png, pyplot
 
 
 def condition_order(conditions) -> list[str]:
@@ -44,7 +26,7 @@ def drivers_bar_chart(table: pd.DataFrame, *, dpi: int = 110, title: str | None 
     Attributes are ordered by their largest mean |SHAP| over the conditions (strongest on top), like the
     study's 10 vs 50 cycles figure. Returns PNG bytes.
     """
-    plt = _pyplot()
+    plt = pyplot()
     if table.empty:
         raise ValueError("drivers table is empty: nothing to plot")
     conditions = condition_order(table["condition"].unique())
@@ -71,7 +53,7 @@ def drivers_bar_chart(table: pd.DataFrame, *, dpi: int = 110, title: str | None 
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return _png(fig, dpi)
+    return figure_png(fig, dpi)
 
 
 def beeswarm_png(
@@ -86,7 +68,7 @@ def beeswarm_png(
     """SHAP beeswarm (``shap.plots.beeswarm``) of one condition; returns PNG bytes."""
     import shap  # lazy: 3-4 s import
 
-    plt = _pyplot()
+    plt = pyplot()
     explanation = shap.Explanation(
         values=np.asarray(shap_values, dtype=float),
         base_values=np.full(len(values), float(expected_value)),
@@ -103,18 +85,5 @@ def beeswarm_png(
 
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.tick_params(axis="x", labelsize=9)
-    return _png(fig, dpi)
+    return figure_png(fig, dpi)
 
-
-def thumbnail_png(png: bytes, max_side: int = 480) -> bytes:
-    """A smaller copy of a PNG (Lanczos resampling, so text stays legible) for UI metadata."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    scale = max_side / max(image.size)
-    if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-    image = image.quantize(colors=64, method=Image.Quantize.MEDIANCUT)  # palette PNG: about 3x smaller
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()

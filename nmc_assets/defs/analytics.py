@@ -1,72 +1,21 @@
 """Damage analytics assets: random forests of damage per cycling condition, and their SHAP drivers."""
 
 
-import base64
 import time
 
 import dagster as dg
-from pydantic import Field
 
-from nmc_assets.analytics.damage_model import (
-    DEFAULT_EXCLUDED_ATTRIBUTES,
-    MIN_PARTICLES,
-    STUDY_ATTRIBUTES,
-    DamageModelConfig,
-)
+from nmc_assets.analytics.damage_model import DamageModelConfig
+from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.resources import DataRootResource
 
 ANALYTICS_CODE_VERSION = "analytics-v1"
 
 
-class DamageModelAssetConfig(dg.Config):
-    """Random-forest settings; the defaults are Li et al. 2022's (40 trees, absolute_error, 30 leaves)."""
-
-    n_trees: int = Field(default=40, description="Trees per forest.")
-    criterion: str = Field(default="absolute_error", description="Split criterion (study: MAE = absolute_error).")
-    max_leaf_nodes: int = Field(default=30, description="Leaves per tree.")
-    max_features: str = Field(default="sqrt", description="Attributes tried per split: sqrt, log2, or a number.")
-    min_impurity_decrease: float = Field(default=1.02e-5, description="Study's minimum impurity decrease.")
-    test_fraction: float = Field(default=0.05, description="Held-out share per repeat.")
-    n_seeds: int = Field(default=10, description="Seeds (train/test split and forest) per subsample.")
-    n_subsamples: int = Field(default=10, description="Random particle subsamples per condition.")
-    subsample_size: int = Field(default=500, description="Particles per subsample (all, when fewer).")
-    cv_folds: int = Field(default=5, description="Folds of the out-of-fold score per subsample.")
-    min_particles: int = Field(default=MIN_PARTICLES, description="A condition with fewer usable particles is skipped.")
-    attributes: list[str] = Field(default=list(STUDY_ATTRIBUTES), description="Candidate attributes (DESIGN 3.3 columns).")
-    exclude_attributes: list[str] = Field(
-        default=list(DEFAULT_EXCLUDED_ATTRIBUTES),
-        description="Attributes left out. Default: those that restate damage (crack surface and roughness, "
-        "intensity mean and 1/std over the filled particle). [] regresses on the study's full list.",
-    )
-    include_border_particles: bool = Field(default=False, description="Keep particles cut by the volume border.")
-    cycles_in_all: bool = Field(default=True, description="Use cycles as an attribute in the pooled 'all' condition.")
-    random_seed: int = Field(default=0, description="Base seed of subsamples, splits and forests.")
-    n_jobs: int = Field(default=1, description="Worker processes per forest fit.")
-
-    def to_core(self) -> DamageModelConfig:
-        max_features: str | float | int | None = self.max_features
-        if self.max_features not in ("sqrt", "log2"):
-            number = float(self.max_features)
-            max_features = int(number) if number.is_integer() and number >= 1 else number
-        return DamageModelConfig(
-            n_trees=self.n_trees,
-            criterion=self.criterion,
-            max_leaf_nodes=self.max_leaf_nodes,
-            max_features=max_features,
-            min_impurity_decrease=self.min_impurity_decrease,
-            test_fraction=self.test_fraction,
-            n_seeds=self.n_seeds,
-            n_subsamples=self.n_subsamples,
-            subsample_size=self.subsample_size,
-            cv_folds=self.cv_folds,
-            min_particles=self.min_particles,
-            attributes=tuple(self.attributes),
-            exclude_attributes=tuple(self.exclude_attributes),
-            include_border_particles=self.include_border_particles,
-            cycles_in_all=self.cycles_in_all,
-            random_seed=self.random_seed,
-            n_jobs=self.n_jobs,
-        )
+@core_settings(DamageModelConfig)
+class DamageModelAssetConfig(CoreSettingsConfig):
+    """Random-forest settings (:class:`nmc_assets.analytics.damage_model.DamageModelConfig`); the defaults
+    are Li et al. 2022's (40 trees, absolute_error, 30 leaves)."""
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -147,36 +96,34 @@ def damage_model(
 
 @dg.asset(
     group_name="analytics",
-    kinds={"parquet", "duckdb", "matplotlib"},
+    kinds={"parquet", "matplotlib"},
     code_version=ANALYTICS_CODE_VERSION,
     deps=[damage_model],
-    pool="duckdb",
 )
 def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
     """Mean |SHAP| per attribute and condition, with its spread over the repeats (the damage drivers).
 
-    Writes ``warehouse/analytics/damage_drivers.parquet`` (also the DuckDB table ``damage_drivers``),
-    a grouped bar chart of attributes by condition and one SHAP beeswarm per condition under
-    ``warehouse/analytics/plots/``.
+    Writes ``warehouse/analytics/damage_drivers.parquet`` (``particle_catalog``, downstream, copies it
+    into the DuckDB table ``damage_drivers``), a grouped bar chart of attributes by condition and one
+    SHAP beeswarm per condition under ``warehouse/analytics/plots/``.
     """
     from nmc_assets.analytics.pipeline import build_damage_drivers
+    from nmc_assets.previews import png_markdown
 
     layout = data_root.layout
     outputs = build_damage_drivers(layout.analytics)
-    catalog_note = _update_catalog(context, layout)
     metadata = {
         "path": dg.MetadataValue.path(str(outputs.table_path)),
         "dagster/row_count": dg.MetadataValue.int(len(outputs.table)),
         "skipped": dg.MetadataValue.md(_skipped_markdown(outputs.skipped)),
-        "catalog": dg.MetadataValue.text(catalog_note),
     }
     if not outputs.table.empty:
-        metadata["bar_chart"] = dg.MetadataValue.md(_inline_png(outputs.bar_chart_png, "damage drivers by condition", 520))
+        metadata["bar_chart"] = dg.MetadataValue.md(png_markdown(outputs.bar_chart_png, "damage drivers by condition", 520))
         metadata["bar_chart_path"] = dg.MetadataValue.path(str(outputs.bar_chart))
         metadata["beeswarm_paths"] = dg.MetadataValue.json({k: str(v) for k, v in outputs.beeswarms.items()})
         for condition, path in outputs.beeswarms.items():
             metadata[f"beeswarm_{condition}"] = dg.MetadataValue.md(
-                _inline_png(path.read_bytes(), f"SHAP beeswarm {condition}", 420)
+                png_markdown(path.read_bytes(), f"SHAP beeswarm {condition}", 420)
             )
         top = outputs.table[outputs.table["rank"] <= 5]
         lines = ["| condition | rank | attribute | mean abs SHAP | std | top-3 share |", "| --- | --- | --- | --- | --- | --- |"]
@@ -186,24 +133,6 @@ def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResourc
             )
         metadata["top_drivers"] = dg.MetadataValue.md("\n".join(lines))
     return dg.MaterializeResult(metadata=metadata)
-
-
-def _inline_png(png: bytes, alt: str, max_side: int) -> str:
-    from nmc_assets.analytics.plots import thumbnail_png
-
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(thumbnail_png(png, max_side)).decode()})"
-
-
-def _update_catalog(context: dg.AssetExecutionContext, layout) -> str:
-    """Rebuild the DuckDB catalog (features helper's build_catalog copies damage_drivers.parquet in)."""
-    try:
-        from nmc_assets.features.catalog import build_catalog
-    except ImportError as exc:
-        message = f"DuckDB catalog not updated: nmc_assets.features.catalog.build_catalog unavailable ({exc})"
-        context.log.warning(message)
-        return message
-    build_catalog(layout)
-    return f"table damage_drivers in {layout.catalog}"
 
 
 @dg.asset_check(asset=damage_drivers, blocking=False)

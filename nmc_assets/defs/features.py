@@ -243,7 +243,7 @@ def particle_features_row_count(context: dg.AssetCheckExecutionContext, data_roo
 
 @dg.asset(
     group_name=GROUP,
-    deps=[particle_features],
+    deps=[particle_features, dg.AssetKey("damage_drivers")],
     kinds={"duckdb", "parquet"},
     code_version=CATALOG_CODE_VERSION,
     pool="duckdb",
@@ -253,9 +253,11 @@ def particle_catalog(context: dg.AssetExecutionContext, data_root: DataRootResou
     """The DuckDB catalog ``warehouse/nmc.duckdb`` for SQL over every scan.
 
     Views ``particle_features`` (all scans' Parquet files, hive-partitioned by ``scan_id``) and
-    ``scans`` (one row per scan: metadata and processing status), table ``damage_drivers``. Rebuilt
-    into a new file and renamed into place, so readers never see a half-built catalog; open it
-    read-only, e.g. ``nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY 1"``.
+    ``scans`` (one row per scan: metadata and processing status), table ``damage_drivers`` (a copy of
+    ``damage_drivers.parquet``, so the catalog follows that asset; empty before the first analytics
+    run). This asset is the only writer of the DuckDB file. Rebuilt into a new file and renamed into
+    place, so readers never see a half-built catalog; open it read-only, e.g.
+    ``nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY 1"``.
     """
     from nmc_assets.features.catalog import build_catalog
     from nmc_assets.features.sql import catalog_row_counts, query_catalog_df

@@ -10,9 +10,11 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.partitions import scan_partitions
 from nmc_assets.defs.resources import DataRootResource
-from nmc_assets.segmentation.model import DEFAULT_MODEL_NAME
+from nmc_assets.segmentation.model import DEFAULT_MODEL_NAME, TrainConfig
+from nmc_assets.segmentation.pipeline import FusionParams
 from nmc_assets.segmentation.scaling import DEFAULT_WORKING_PIXEL_UM
 
 GROUP = "segmentation"
@@ -88,20 +90,13 @@ def stardist_training_set(context: dg.AssetExecutionContext, config: TrainingSet
     )
 
 
-class StardistModelConfig(dg.Config):
+@core_settings(TrainConfig, exclude=("working_pixel_um",))
+class StardistModelConfig(CoreSettingsConfig):
+    """The model folder, whether to train, and the StarDist hyper-parameters (:class:`TrainConfig`; the
+    working pixel size comes from the training set)."""
+
     name: str = Field(default=DEFAULT_MODEL_NAME, description="model folder name under <data root>/models/stardist/")
     train: bool = Field(default=False, description="False: adopt the shipped default model (fast). True: train on stardist_training_set")
-    n_rays: int = 32
-    grid: int = 2
-    unet_depth: int = 3
-    unet_filters: int = 32
-    patch_size: int = 96
-    batch_size: int = 4
-    epochs: int = 40
-    steps_per_epoch: int = 50
-    learning_rate: float = 3e-4
-    augment: bool = True
-    seed: int = 0
 
 
 @dg.asset(
@@ -122,7 +117,7 @@ def stardist_model(context: dg.AssetExecutionContext, config: StardistModelConfi
     size, epochs, steps, augmentation), tunes probability/NMS thresholds on the held-out scans and
     writes ``models/stardist/<name>/`` with the validation AP in ``nmc_model.json``.
     """
-    from nmc_assets.segmentation.model import TrainConfig, copy_model, read_model_meta, shipped_model_dir, train_stardist
+    from nmc_assets.segmentation.model import copy_model, read_model_meta, shipped_model_dir, train_stardist
     from nmc_assets.segmentation.training_set import load_training_set
 
     layout = data_root.layout
@@ -130,10 +125,7 @@ def stardist_model(context: dg.AssetExecutionContext, config: StardistModelConfi
     t0 = time.time()
     if config.train:
         index, data = load_training_set(layout.warehouse / TRAINING_SET_DIR)
-        tc = TrainConfig(n_rays=config.n_rays, grid=config.grid, unet_depth=config.unet_depth, unet_filters=config.unet_filters,
-                         patch_size=config.patch_size, batch_size=config.batch_size, epochs=config.epochs,
-                         steps_per_epoch=config.steps_per_epoch, learning_rate=config.learning_rate, augment=config.augment,
-                         seed=config.seed, working_pixel_um=float(index["working_pixel_um"]))
+        tc = config.to_core(working_pixel_um=float(index["working_pixel_um"]))
         meta = train_stardist(*data["train"], *data["val"], dst, tc,
                               extra_meta={"train_scans": index["train_scans"], "val_scans": index["val_scans"], "made_by": "stardist_model asset (train=True)"})
         source = "trained"
@@ -215,27 +207,9 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
     )
 
 
-class FusedLabelsConfig(dg.Config):
-    method: str = Field(default="watershed", description="'watershed' (seeded, splits touching particles) or 'kmeans' (Li et al. 2022 recipe)")
-    fg_threshold: float = Field(default=0.2, description="foreground: mean view probability above this")
-    seed_map: str = Field(default="prob", description="watershed seeds/landscape: 'prob' (fused probability) or 'dist' (fused mean ray distance)")
-    h: float = Field(default=0.1, description="minimal dynamic of a seed in the fused probability (seed_map='prob')")
-    h_dist_um: float = Field(default=0.2, description="minimal dynamic of a seed in the fused distance map, um (seed_map='dist')")
-    min_radius_um: float = Field(default=0.75, description="seeds need a mean ray distance of at least this (um)")
-    min_volume_um3: float = Field(default=1.0, description="components smaller than this are dropped (um^3)")
-    smooth_um: float = Field(default=0.4, description="Gaussian smoothing of the seed map (um)")
-    refine_boundaries: bool = Field(default=True, description="move boundaries to the full-resolution intensity edge (segmentation/refine.py)")
-    refine_band_um: float = Field(default=0.4, description="how far (um) a boundary may move in the refinement")
-    refine_sigma_um: float = Field(default=0.2, description="Gaussian smoothing of the intensity before the edge search (um)")
-
-
-def central_overlay_png(tomo, labels) -> bytes:
-    """PNG bytes: labels over the central xy, xz and yz slices (read lazily from the two arrays)."""
-    from nmc_assets.previews import downsample_to, montage, overlay_labels, png_bytes
-
-    z, y, x = (s // 2 for s in tomo.shape)
-    pairs = [(tomo[z], labels[z]), (tomo[:, y, :], labels[:, y, :]), (tomo[:, :, x], labels[:, :, x])]
-    return png_bytes(montage([downsample_to(overlay_labels(np.asarray(i), np.asarray(l)), 384) for i, l in pairs]))
+@core_settings(FusionParams)
+class FusedLabelsConfig(CoreSettingsConfig):
+    """Fusion and boundary refinement (:class:`nmc_assets.segmentation.pipeline.FusionParams`)."""
 
 
 @dg.asset(
@@ -257,27 +231,22 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     (``refine_boundaries``): ``warehouse/fused_labels/<scan>.zarr``, uint32 (z, y, x), attrs ``scan_id,
     voxel_size_um, n_particles``; a PNG of the labels over the central slices beside it.
     """
-    import base64
-
-    from nmc_assets.segmentation.pipeline import FusionParams, fused_labels as fuse_scan
+    from nmc_assets.previews import labels_overlay_png, png_markdown
+    from nmc_assets.segmentation.pipeline import fused_labels as fuse_scan, refine_to_intensity
     from nmc_assets.storage import atomic_write_bytes, open_zarr
 
     layout = data_root.layout
     scan = context.partition_key
-    params = FusionParams(method=config.method, fg_threshold=config.fg_threshold, seed_map=config.seed_map, h=config.h, h_dist_um=config.h_dist_um,
-                          min_radius_um=config.min_radius_um, min_volume_um3=config.min_volume_um3, smooth_um=config.smooth_um)
+    params = config.to_core()
     out = layout.fused_labels(scan)
     _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan})
     tomogram = open_zarr(layout.tomogram(scan))
     refinement = {}
-    if config.refine_boundaries:
-        from nmc_assets.segmentation.pipeline import refine_to_intensity
-
-        refinement = refine_to_intensity(out, tomogram, float(info["voxel_size_um"]),
-                                         band_um=config.refine_band_um, sigma_um=config.refine_sigma_um)
+    if params.refine_boundaries:
+        refinement = refine_to_intensity(out, tomogram, float(info["voxel_size_um"]), params)
         context.log.info(f"boundary refinement: band {refinement['band_voxels']} voxels, "
                          f"foreground change {refinement['foreground_change']:+.3f}")
-    png = central_overlay_png(tomogram, open_zarr(out))
+    png = labels_overlay_png(tomogram, open_zarr(out))
     png_path = atomic_write_bytes(out.with_suffix(".png"), png)
     return dg.MaterializeResult(
         metadata={
@@ -288,7 +257,7 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
             "seconds": dg.MetadataValue.float(info["seconds"]),
             "boundary_refinement_foreground_change": dg.MetadataValue.float(round(refinement.get("foreground_change", 0.0), 4)),
             "preview_png": dg.MetadataValue.path(str(png_path)),
-            "preview": dg.MetadataValue.md(f"![labels xy | xz | yz](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "preview": dg.MetadataValue.md(png_markdown(png, "labels xy | xz | yz", max_side=None)),
         }
     )
 

@@ -13,38 +13,35 @@ Thin Dagster layer over :mod:`nmc_assets.synthesis` (all science lives there). D
 """
 
 
-import hashlib
-import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
+from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.resources import DataRootResource, DeviceResource
+from nmc_assets.synthesis import store
+from nmc_assets.synthesis.gan import GanConfig
 
 GROUP = "synthesis"
 SECTIONS_DIR = "grain_sections"
-REFERENCE_FILE = "reference_params.json"
 SHELL_FILE = "shell_model.json"
 PARTICLES_DIR = "synthetic_particles"
-
-
-def _reference_spec() -> dict:
-    """The packaged pseudo-EBSD reference (only grain_sections and calibration_quality read it)."""
-    return json.loads((Path(__file__).resolve().parent.parent / "synthesis" / "data" / "reference_grain_params.json").read_text())
 
 
 def _sections_dir(layout) -> Path:
     return layout.synthesis / SECTIONS_DIR
 
 
-def _section_montage(sections, n: int = 4):
-    from nmc_assets.previews import label_colors, montage, png_markdown
-
-    imgs = [label_colors(s.labels) for s in sections[:n]]
-    return png_markdown(montage(imgs), "grain sections", max_side=4 * max(i.shape[1] for i in imgs) + 16)
+@contextmanager
+def _inputs_present():
+    """An input not materialized yet fails the step with the message only (no traceback)."""
+    try:
+        yield
+    except store.MissingInputError as exc:
+        raise dg.Failure(description=str(exc)) from exc
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -63,39 +60,32 @@ def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfi
     recorded in ``reference_params.json`` next to the sections for the quality check only; the calibration
     never reads it.
     """
-    from nmc_assets.synthesis.sections import descriptor_samples, read_sections, write_sections
-    from nmc_assets.particles.grains import GrainParams
-    from nmc_assets.particles.sections import hard_sections
+    from nmc_assets.previews import labels_montage_markdown
+    from nmc_assets.synthesis.sections import descriptor_samples
 
     if config.source not in ("auto", "user", "pseudo_ebsd"):
         raise dg.Failure(description=f"grain_sections: source must be auto, user or pseudo_ebsd, got {config.source!r}")
     layout = data_root.layout
     user_dir = layout.cross_sections
-    has_user = user_dir.is_dir() and any(p.suffix.lower() in (".tif", ".tiff") for p in user_dir.iterdir())
     out = _sections_dir(layout)
-    if config.source == "user" or (config.source == "auto" and has_user):
-        sections = read_sections(user_dir)
+    if config.source == "user" or (config.source == "auto" and store.has_user_sections(user_dir)):
+        sections = store.write_user_sections(out, user_dir)
         if not sections:
             raise dg.Failure(description=f"grain_sections: no section TIFFs in {user_dir}")
-        manifest = {"source": "user", "source_dir": str(user_dir), "n_sections": len(sections)}
-        write_sections(out, sections, {"manifest.json": manifest})
     else:
-        ref = _reference_spec()
-        n = config.n_sections or int(ref["n_sections"])
-        params = GrainParams.from_dict(ref["grain_params"])
-        sections = hard_sections(params, [ref["particle_radius_um"]] * n, [ref["pixel_size_um"]] * n, seed=int(ref["seed"]))
-        manifest = {"source": "pseudo_ebsd", "n_sections": n, "pixel_size_um": ref["pixel_size_um"]}
-        write_sections(out, sections, {"manifest.json": manifest, REFERENCE_FILE: {**ref, "n_sections": n, "mean_elongation": params.mean_elongation}})
+        sections = store.write_pseudo_ebsd_sections(out, config.n_sections)
+    source = store.read_manifest(out)["source"]
     desc = descriptor_samples(sections)
-    context.log.info(f"grain_sections: {len(sections)} sections ({manifest['source']}) -> {out}")
+    context.log.info(f"grain_sections: {len(sections)} sections ({source}) -> {out}")
+    shown = [s.labels for s in sections[:4]]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(out)),
-            "source": manifest["source"],
+            "source": source,
             "n_sections": len(sections),
             "grains_per_section_mean": float(desc["grains_per_section"].mean()),
             "grain_area_um2_mean": float(desc["area_um2"].mean()),
-            "preview": dg.MetadataValue.md(_section_montage(sections)),
+            "preview": dg.MetadataValue.md(labels_montage_markdown(shown, "grain sections", 4 * max(i.shape[1] for i in shown) + 16)),
         }
     )
 
@@ -106,16 +96,6 @@ class ShellModelConfig(dg.Config):
     max_degree: int = Field(default=10, description="highest spherical-harmonic degree fitted")
     n_directions: int = Field(default=600, description="rays per particle")
     min_voxels: int = Field(default=1000, description="particles with fewer voxels are skipped")
-
-
-def _label_volumes(layout, source: str) -> list[Path]:
-    fused = sorted((layout.warehouse / "fused_labels").glob("*.zarr"))
-    truth = sorted(layout.incoming.glob("*.labels.tif")) if layout.incoming.is_dir() else []
-    if source == "fused":
-        return fused
-    if source == "truth":
-        return truth
-    return fused or truth
 
 
 @dg.asset(group_name=GROUP, deps=[dg.AssetKey("fused_labels")], kinds={"numpy", "scipy"}, code_version="shell-model-v1", owners=["team:synthesis"])
@@ -134,7 +114,7 @@ def shell_model(context: dg.AssetExecutionContext, config: ShellModelConfig, dat
     if config.label_source not in ("auto", "fused", "truth"):
         raise dg.Failure(description=f"shell_model: label_source must be auto, fused or truth, got {config.label_source!r}")
     layout = data_root.layout
-    paths = _label_volumes(layout, config.label_source)
+    paths = store.label_volumes(layout.warehouse / "fused_labels", layout.incoming, config.label_source)
     shapes = []
     for path in paths:
         labels, vs = read_label_volume(path)
@@ -159,108 +139,29 @@ def shell_model(context: dg.AssetExecutionContext, config: ShellModelConfig, dat
     )
 
 
-def load_shell_params(layout):
-    from nmc_assets.particles.shell import ShellParams
-
-    path = layout.synthesis / SHELL_FILE
-    if not path.exists():
-        raise dg.Failure(description=f"{path} is missing: materialize shell_model first")
-    return ShellParams(**json.loads(path.read_text())["params"])
-
-
 # ------------------------------------------------------------------------------------------------------
-class GrainModelConfig(dg.Config):
-    steps: int = Field(default=1200, description="parameter updates (1200: the budget of the robustness benchmark, ~4-7 min on 2 CPU cores; the parameters settle within ~500; `make demo` runs 400). A run with more steps resumes the checkpoint of a shorter one")
-    batch_size: int = Field(default=8, description="sections per batch")
-    n_critic: int = Field(default=5, description="critic updates per parameter update")
-    lr_params: float = Field(default=0.03, description="Adam learning rate of the log-parameters")
-    lr_critic: float = Field(default=1e-3, description="Adam(0, 0.9) learning rate of the critic")
-    tau_start: float = Field(default=1.0, description="initial temperature (units of spacing x pixel size)")
-    tau_end: float = Field(default=0.25, description="final temperature")
-    seed: int = Field(default=0, description="seed of all draws")
-    initial_density_per_um3: float = Field(default=0.5, description="initial guess (deliberately wrong)")
-    initial_mean_elongation: float = Field(default=3.45, description="initial guess (deliberately wrong)")
-    initial_elongation_log_sd: float = Field(default=0.35, description="elongation log-sd prior: fixed at this value unless learn_elongation_log_sd. Sections confound it with the alignment spread (a wider elongation spread looks like misalignment), so the calibrated alignment is conditional on it; calibration_quality reports the alignment for this +-0.1")
-    learn_elongation_log_sd: bool = Field(default=False, description="also learn the elongation log-sd (off: in the benchmarks the critic left it 17-23 % high or ran off to +147 % with the alignment spread at -81 %)")
-    radial_channels: bool = Field(default=True, description="give the critic the radial orientation field (cos 2psi, sin 2psi) as two more input channels")
-    initial_alignment_spread_deg: float = Field(default=22.5, description="initial guess (deliberately wrong)")
-    weight_spread: float = Field(default=0.1, description="fixed (not calibrated): weight sd in spacing^2")
-    hard_core_fraction: float = Field(default=0.5, description="fixed (not calibrated): hard-core distance / spacing")
+@core_settings(GanConfig)
+class GrainModelConfig(CoreSettingsConfig):
+    """Calibration settings (:class:`nmc_assets.synthesis.gan.GanConfig`) and how often to checkpoint."""
+
     checkpoint_every: int = Field(default=20, description="write checkpoint.pt every n steps (resume point)")
-    stats_weight: float = Field(default=1.0, description="weight of the statistics-matching term (quantile W1 of the soft sections' radial angles vs the observed ones), which alone moves the alignment spread; the critic moves density and elongation (benchmarks: the critic let the alignment collapse by 40-66 %)")
-
-    def gan_config(self):
-        from nmc_assets.synthesis.gan import GanConfig
-        from nmc_assets.particles.grains import GrainParams
-
-        init = GrainParams.with_mean_elongation(
-            self.initial_mean_elongation, self.initial_elongation_log_sd, density_per_um3=self.initial_density_per_um3,
-            alignment_spread_deg=self.initial_alignment_spread_deg, weight_spread=self.weight_spread, hard_core_fraction=self.hard_core_fraction,
-        )
-        from nmc_assets.synthesis.parameter_space import DEFAULT_LEARNED
-
-        learned = DEFAULT_LEARNED + (("elongation_log_sd",) if self.learn_elongation_log_sd else ())
-        return GanConfig(steps=self.steps, batch_size=self.batch_size, n_critic=self.n_critic, lr_params=self.lr_params,
-                         lr_critic=self.lr_critic, tau_start=self.tau_start, tau_end=self.tau_end, seed=self.seed, initial=init.to_dict(),
-                         stats_weight=self.stats_weight, radial_channels=self.radial_channels, learned=learned)
-
-
-def _sections_fingerprint(folder: Path) -> str:
-    """SHA256 over the section TIFFs and sidecars (the calibration's data), not the reference file."""
-    h = hashlib.sha256()
-    for p in sorted(folder.glob("*")):
-        if p.suffix in (".tif", ".tiff") or (p.suffix == ".json" and p.name not in ("manifest.json", REFERENCE_FILE)):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def grain_model_version(sections_sha: str, gan_config: dict) -> str:
-    """Version of a calibration: hash of the observed sections and of the config except the step count
-    (so a longer run of the same calibration resumes the same checkpoint)."""
-    cfg = {k: v for k, v in gan_config.items() if k != "steps"}
-    blob = json.dumps({"sections": sections_sha, "config": cfg}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def _history_plot(history: list[dict]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import io
-
-    import matplotlib.pyplot as plt
-
-    from nmc_assets.previews import png_markdown
-
-    steps = [h["step"] for h in history]
-    fig, axes = plt.subplots(1, 4, figsize=(12, 2.6), dpi=70)
-    for ax, key in zip(axes, ("wasserstein_estimate", "density_per_um3", "mean_elongation", "alignment_spread_deg")):
-        ax.plot(steps, [h[key] for h in history])
-        ax.set_title(key, fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    from PIL import Image
-
-    img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    return png_markdown(img, "training history", max_side=900)
 
 
 @dg.asset(group_name=GROUP, deps=[grain_sections], kinds={"pytorch"}, pool="gpu", code_version="grain-model-v3", owners=["team:synthesis"])
 def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
     """Calibrated radial-grain model (stereological WGAN-GP): the generator is the parametric radial GBPD
     rendered as a soft tessellation on random planar sections; a conv critic compares them with the
-    observed sections (optionally with a statistics-matching term in the generator loss: quantile W1 of the
-    soft sections' grain area, aspect ratio and radial angle vs the observed ones, ``stats_weight``; off by
-    default); the global parameters (density, elongation log-mean, alignment spread; the log-sd on request) are
-    learned from a deliberately wrong start. Writes ``models/grain_model/<version>/checkpoint.pt`` (parameters,
-    critic weights, optimizer states, history, config) + ``params.json``; resumes an existing checkpoint.
+    observed sections and moves the grain density and elongation; a statistics-matching term (quantile W1
+    of the soft sections' radial angles vs the observed ones, weight ``stats_weight``, on by default) moves
+    the alignment spread. The global parameters (density, elongation log-mean, alignment spread; the log-sd
+    on request) are learned from a deliberately wrong start. Writes ``models/grain_model/<version>/
+    checkpoint.pt`` (parameters, critic weights, optimizer states, history, config) + ``params.json``;
+    resumes an existing checkpoint of the same version (same sections and settings but the step count).
     """
-    from nmc_assets.storage import atomic_write_json, sha256_file
+    from nmc_assets.previews import png_markdown
+    from nmc_assets.storage import atomic_write_json
     from nmc_assets.synthesis.gan import StereologicalGan
+    from nmc_assets.synthesis.plots import history_png
     from nmc_assets.synthesis.sections import read_sections
 
     layout = data_root.layout
@@ -268,8 +169,8 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     sections = read_sections(sec_dir)
     if not sections:
         raise dg.Failure(description=f"grain_model: no sections in {sec_dir}; materialize grain_sections")
-    gcfg = config.gan_config()
-    version = grain_model_version(_sections_fingerprint(sec_dir), gcfg.to_dict())
+    gcfg = config.to_core()
+    version = store.grain_model_version(store.sections_fingerprint(sec_dir), gcfg.to_dict())
     folder = layout.grain_model(version)
     ckpt = folder / "checkpoint.pt"
     dev = device.torch_device()
@@ -281,19 +182,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     t0 = time.perf_counter()
     gan.train(log=context.log.info, checkpoint_path=ckpt, checkpoint_every=config.checkpoint_every)
     seconds = time.perf_counter() - t0
-    gan.save(ckpt)
-    calibrated = gan.calibrated_params()
-    params = {
-        "version": version,
-        "grain_params": calibrated.to_dict(),
-        "learned": list(gan.names),
-        "steps": gan.step,
-        "initial_params": gcfg.initial,
-        "checkpoint_sha256": sha256_file(ckpt),
-        "device": str(dev),
-        "train_seconds_this_run": seconds,
-    }
-    atomic_write_json(folder / "params.json", params)
+    params = store.save_grain_model(folder, gan, version, device=str(dev), train_seconds_this_run=seconds)
     atomic_write_json(layout.models / "grain_model" / "latest.json", {"version": version})
     return dg.MaterializeResult(
         metadata={
@@ -302,25 +191,24 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
             "steps": gan.step,
             "seconds": seconds,
             "device": str(dev),
-            "params": dg.MetadataValue.json(calibrated.to_dict()),
-            "history": dg.MetadataValue.md(_history_plot(gan.history)) if gan.history else "",
+            "params": dg.MetadataValue.json(params["grain_params"]),
+            "history": dg.MetadataValue.md(png_markdown(history_png(gan.history), "training history", max_side=900)) if gan.history else "",
         }
     )
 
 
 def load_grain_model(layout) -> tuple[dict, Path]:
     latest = layout.models / "grain_model" / "latest.json"
-    if not latest.exists():
-        raise dg.Failure(description=f"{latest} is missing: materialize grain_model first")
-    folder = layout.grain_model(json.loads(latest.read_text())["version"])
-    return json.loads((folder / "params.json").read_text()), folder
+    with _inputs_present():
+        folder = layout.grain_model(store.latest_version(latest))
+    return store.read_grain_model(folder), folder
 
 
 # ------------------------------------------------------------------------------------------------------
 class QualityConfig(dg.Config):
     seed: int = Field(default=7, description="seed of the generated comparison sections")
     max_distance_ratio: float = Field(default=1.5, description="pass when every descriptor distance <= ratio x the two-sample reference distance")
-    n_pairs: int = Field(default=2, description="two-sample reference: mean over this many pairs of samples of the observed size (the benchmarks use 4)")
+    n_pairs: int = Field(default=2, description="two-sample reference: mean over this many pairs of samples of the observed size (more pairs: a steadier reference, slower)")
     generated_factor: int = Field(default=4, description="generated sections per observed section for the observed-vs-model distance")
     max_relative_error: float = Field(default=0.15, description="pass when density, mean elongation and alignment spread are each within this relative error (reference known; other learned parameters are reported)")
     equivalence_log_sd_delta: float = Field(default=0.1, description="report the alignment spread that an elongation log-sd this much lower / higher would need for the same grain orientations in sections (the two are confounded in 2D); 0 = off")
@@ -345,8 +233,7 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     sections = read_sections(sec_dir)
     params, _ = load_grain_model(layout)
     calibrated = GrainParams.from_dict(params["grain_params"])
-    ref_path = sec_dir / REFERENCE_FILE
-    reference = GrainParams.from_dict(json.loads(ref_path.read_text())["grain_params"]) if ref_path.exists() else None
+    reference = store.read_reference_params(sec_dir)
     rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"),
                              n_pairs=config.n_pairs, generated_factor=config.generated_factor)
     verdict = judge(rep, config.max_distance_ratio, config.max_relative_error)
@@ -377,7 +264,7 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
 
 # ------------------------------------------------------------------------------------------------------
 class SyntheticParticlesConfig(dg.Config):
-    n_particles: int = Field(default=8, description="particles to generate (thousands work; ~particles/s in the benchmarks)")
+    n_particles: int = Field(default=8, description="particles to generate")
     grid_size: int = Field(default=64, description="voxels per side of each particle's cube")
     seed: int = Field(default=0, description="seed of the generator")
 
@@ -387,24 +274,25 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     """N virtual particles: shells from the shell model, grains from the calibrated grain model, rendered by the
     hard tessellation; per-particle (size, sphericity, grain count, mean grain elongation, radial alignment)
     and per-grain descriptors. Writes ``warehouse/synthesis/synthetic_particles/``."""
-    from nmc_assets.previews import label_colors, montage, png_markdown
+    import tifffile
+
+    from nmc_assets.previews import central_slices, labels_montage_markdown
     from nmc_assets.storage import sha256_file
     from nmc_assets.synthesis.dataset import generate_dataset
     from nmc_assets.particles.grains import GrainParams
 
     layout = data_root.layout
-    shell_params = load_shell_params(layout)
+    with _inputs_present():
+        shell = store.read_shell_model(layout.synthesis / SHELL_FILE)
     gm, folder = load_grain_model(layout)
     grain_params = GrainParams.from_dict(gm["grain_params"])
     provenance = {"grain_model_version": gm["version"], "checkpoint_sha256": sha256_file(folder / "checkpoint.pt"),
-                  "shell_model_source": json.loads((layout.synthesis / SHELL_FILE).read_text())["source"]}
+                  "shell_model_source": shell["source"]}
     out = layout.synthesis / PARTICLES_DIR
-    res = generate_dataset(out, shell_params, grain_params, config.n_particles, config.grid_size, config.seed, provenance, device=str(device.torch_device()))
-    import tifffile
-
+    res = generate_dataset(out, store.shell_params(shell), grain_params, config.n_particles, config.grid_size, config.seed, provenance,
+                           device=str(device.torch_device()))
     first = tifffile.imread(out / "volumes" / "particle_00000.tif")
-    c = first.shape[0] // 2
-    preview = png_markdown(montage([label_colors(first[c]), label_colors(first[:, c]), label_colors(first[:, :, c])]), "particle 0 xy | xz | yz", max_side=600)
+    preview = labels_montage_markdown(central_slices(first), "particle 0 xy | xz | yz", max_side=600)
     df = res["particles"]
     context.log.info(f"synthetic_particles: {config.n_particles} particles, {res['particles_per_second']:.2f} particles/s")
     return dg.MaterializeResult(

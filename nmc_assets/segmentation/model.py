@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nmc_assets.settings import setting
+
 from .scaling import DEFAULT_WORKING_PIXEL_UM
 
 META_FILE = "nmc_model.json"
@@ -26,19 +28,22 @@ DEFAULT_MODEL_NAME = "nmc_default"
 class TrainConfig:
     """Hyper-parameters of a StarDist2D model (defaults: the small shipped CPU model)."""
 
-    n_rays: int = 32
-    grid: int = 2
-    unet_depth: int = 3
-    unet_filters: int = 32
-    patch_size: int = 96
-    batch_size: int = 4
-    epochs: int = 40
-    steps_per_epoch: int = 50
-    learning_rate: float = 3e-4
-    augment: bool = True
-    seed: int = 0
-    working_pixel_um: float = DEFAULT_WORKING_PIXEL_UM
-    max_val_images: int = 48
+    # network
+    n_rays: int = setting(32, "star-convex polygon rays per pixel")
+    grid: int = setting(2, "subsampling of the network's output grid (per axis)")
+    unet_depth: int = setting(3, "U-Net depth")
+    unet_filters: int = setting(32, "U-Net filters of the first level (doubled per level)")
+    # training
+    patch_size: int = setting(96, "training patch side (pixels); smaller slices are padded to it")
+    batch_size: int = setting(4, "patches per training batch")
+    epochs: int = setting(40, "training epochs")
+    steps_per_epoch: int = setting(50, "batches per epoch")
+    learning_rate: float = setting(3e-4, "Adam learning rate")
+    augment: bool = setting(True, "random rot90/flips, intensity scale/shift and Gaussian noise")
+    seed: int = setting(0, "seed of the initialisation, augmentation and batch order")
+    # data
+    working_pixel_um: float = setting(DEFAULT_WORKING_PIXEL_UM, "pixel size the model works at (um; scans are binned to it)")
+    max_val_images: int = setting(48, "at most this many validation slices (a deterministic subset) for validation, thresholds and AP")
 
 
 def _seed_everything(seed: int) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nmc_assets.settings import setting
+
 from .fusion import FusionConfig, fuse
 from .scaling import bin_factor_for, bin_volume_slabwise, upsample_labels_slabs
 from .training_set import VIEWS
@@ -20,19 +22,25 @@ from .training_set import VIEWS
 
 @dataclass
 class FusionParams:
-    """Physical fusion parameters (converted to pixels by :func:`fusion_config_for`).
-
-    Defaults were chosen on the default model's validation scans (never on benchmark scans).
+    """Physical fusion and boundary-refinement parameters (converted to pixels by :func:`fusion_config_for`
+    and :func:`refine_to_intensity`). Defaults were chosen on the default model's validation scans (never on
+    benchmark scans); the unitless ones are :class:`.fusion.FusionConfig`'s.
     """
 
-    method: str = "watershed"
-    fg_threshold: float = 0.2
-    seed_map: str = "prob"
-    h: float = 0.1  # seed dynamic: probability units for seed_map="prob"; ignored for "dist" (h_dist_um)
-    h_dist_um: float = 0.2
-    min_radius_um: float = 0.75
-    min_volume_um3: float = 1.0
-    smooth_um: float = 0.4
+    # fusion of the view maps
+    method: str = setting(FusionConfig.method, "'watershed' (seeded, splits touching particles) or 'kmeans' (Li et al. 2022 recipe)")
+    fg_threshold: float = setting(FusionConfig.fg_threshold, "foreground: mean view probability above this")
+    seed_map: str = setting(FusionConfig.seed_map, "watershed seeds/landscape: 'prob' (fused probability) or 'dist' (fused mean ray distance)")
+    h: float = setting(FusionConfig.h, "minimal dynamic of a seed in the fused probability (seed_map='prob')")
+    h_dist_um: float = setting(0.2, "minimal dynamic of a seed in the fused distance map, um (seed_map='dist')")
+    # sizes
+    min_radius_um: float = setting(0.75, "seeds need a mean ray distance of at least this (um)")
+    min_volume_um3: float = setting(1.0, "components smaller than this are dropped (um^3)")
+    smooth_um: float = setting(0.4, "Gaussian smoothing of the seed map (um)")
+    # boundary refinement at full resolution (refine_to_intensity)
+    refine_boundaries: bool = setting(True, "move boundaries to the full-resolution intensity edge (segmentation/refine.py)")
+    refine_band_um: float = setting(0.4, "how far (um) a boundary may move in the refinement")
+    refine_sigma_um: float = setting(0.2, "Gaussian smoothing of the intensity before the edge search (um)")
 
 
 def fusion_config_for(pixel_um: float, p: FusionParams = FusionParams()) -> FusionConfig:
@@ -126,7 +134,7 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
     return labels, {**info, "seconds": round(time.time() - t0, 2)}
 
 
-def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size_um: float, *, min_area_um2: float = 3.0, fg_threshold: float = 0.2, grow: bool = True) -> tuple[np.ndarray, dict]:
+def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size_um: float, *, min_area_um2: float = 3.0, fg_threshold: float = FusionConfig.fg_threshold, grow: bool = True) -> tuple[np.ndarray, dict]:
     """Particles in one 2D slice with the 2D model, the same way the 3D fusion treats one view.
 
     The slice is normalised (1st/99.8th percentiles) and rescaled to the model's working pixel size.
@@ -174,15 +182,15 @@ def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size
                  "predict_seconds": round(seconds, 2), "thresholds": meta.get("thresholds")}
 
 
-def refine_to_intensity(labels_path: str | os.PathLike, intensity, voxel_size_um: float, *, band_um: float = 0.4, sigma_um: float = 0.2) -> dict:
+def refine_to_intensity(labels_path: str | os.PathLike, intensity, voxel_size_um: float, params: FusionParams = FusionParams()) -> dict:
     """Move the boundaries of the stored labels to the full-resolution intensity edge (``refine.py``).
 
-    ``band_um``: how far a boundary may move; ``sigma_um``: smoothing of the intensity (both in um,
-    converted with ``voxel_size_um``). Returns the threshold, band and the foreground volume change.
+    ``params.refine_band_um``: how far a boundary may move; ``params.refine_sigma_um``: smoothing of the
+    intensity (both in um, converted with ``voxel_size_um``). Returns the threshold, band and the
+    foreground volume change.
     """
     from .refine import refine_labels_zarr
 
-    band = max(1, round(band_um / voxel_size_um))
-    info = refine_labels_zarr(labels_path, intensity, band=band, sigma=max(0.5, sigma_um / voxel_size_um))
+    band = max(1, round(params.refine_band_um / voxel_size_um))
+    info = refine_labels_zarr(labels_path, intensity, band=band, sigma=max(0.5, params.refine_sigma_um / voxel_size_um))
     return {**info, "band_voxels": band}
-

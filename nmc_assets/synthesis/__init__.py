@@ -12,4 +12,8 @@ The grain model itself (parameters, sampler, hard and soft planar sections) is
 - :mod:`.baseline`     non-adversarial calibration: Nelder-Mead on section-descriptor distances.
 - :mod:`.shell_fit`    spherical-harmonic power spectrum and size distribution from label volumes.
 - :mod:`.dataset`      synthetic particles (hard tessellation in SH shells), descriptors, published release.
+- :mod:`.section_geometry` how observed sections were cut (particle radius law), and sections cut the same way.
+- :mod:`.quality`      calibration quality: descriptor distances and parameter recovery.
+- :mod:`.store`        the steps' files: grain sections, shell model, grain-model versions and fingerprints.
+- :mod:`.plots`        the calibration's training-history plot.
 """

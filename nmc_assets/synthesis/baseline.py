@@ -16,9 +16,8 @@ from typing import Callable
 import numpy as np
 
 from nmc_assets.particles.grains import GrainParams
-from nmc_assets.particles.sections import hard_section
 from nmc_assets.synthesis.parameter_space import DEFAULT_LEARNED, from_unconstrained, generic_start, to_unconstrained
-from nmc_assets.synthesis.section_geometry import SectionGeometry
+from nmc_assets.synthesis.section_geometry import SectionGeometry, sections_like_observed
 from nmc_assets.synthesis.sections import Section, descriptor_samples, descriptor_scales, normalised_distance
 
 
@@ -30,12 +29,6 @@ class BaselineConfig:
     initial_step: float = 0.3
     learned: tuple[str, ...] = DEFAULT_LEARNED
     initial: dict = field(default_factory=dict)
-
-
-def sections_like_observed(params: GrainParams, geometry: SectionGeometry, n: int, seed: int) -> list[Section]:
-    """``n`` hard sections cut like the observed ones (``geometry``: their fitted particle radius law and pixel sizes)."""
-    rng = np.random.default_rng(seed)
-    return [hard_section(params, geometry.sample_plane(rng), rng) for _ in range(n)]
 
 
 def calibrate_by_descriptors(sections: list[Section], config: BaselineConfig, log: Callable[[str], None] | None = None) -> dict:

@@ -30,7 +30,7 @@ and the checkpoint hash that a published dataset records changes only when the c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -38,11 +38,11 @@ import numpy as np
 
 from nmc_assets.particles.grains import GrainParams
 from nmc_assets.particles.sections import soft_section
+from nmc_assets.settings import setting
 from nmc_assets.synthesis.parameter_space import (
     DEFAULT_LEARNED,
     LEARNABLE,
     from_unconstrained,
-    generic_start,
     to_unconstrained,
     torch_params,
 )
@@ -53,53 +53,82 @@ from nmc_assets.synthesis.soft_descriptors import StatisticsTarget, soft_section
 
 @dataclass
 class GanConfig:
-    """Training settings (the initial guess is deliberately generic, not the reference)."""
+    """Settings of one calibration (the ``grain_model`` asset's run config is built from these fields).
 
-    steps: int = 40
-    batch_size: int = 8
-    n_critic: int = 5
-    gp_lambda: float = 10.0
-    lr_params: float = 0.03
-    lr_critic: float = 1e-3
-    lr_final_fraction: float = 1.0
-    critic_warmup: int = 50
-    torch_threads: int = 1
-    canvas_px: int = 64
-    tau_start: float = 1.0
-    tau_end: float = 0.25
-    straight_through: bool = True
-    critic_channels: int = 32
-    average_last_fraction: float = 0.5
-    radial_channels: bool = True
-    stats_weight: float = 1.0
-    stats_pool_batches: int = 0
-    stats_descriptors: tuple[str, ...] = ("radial_angle_deg",)
-    #: learned parameters that follow the critic's gradient (None: all; names not learned are ignored)
-    critic_params: tuple[str, ...] | None = ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "weight_spread")
-    #: learned parameters that follow the statistics term's gradient (None: all; needs stats_weight > 0)
-    stats_params: tuple[str, ...] | None = ("alignment_spread_deg",)
-    seed: int = 0
-    learned: tuple[str, ...] = DEFAULT_LEARNED
-    initial: dict = field(default_factory=lambda: generic_start().to_dict())
+    The initial guess is generic (not the reference); the parameters not learned keep their initial values.
+    """
+
+    # schedule and optimisers
+    steps: int = setting(1200, "parameter updates; a run with more steps resumes the checkpoint of a shorter one")
+    batch_size: int = setting(8, "sections per batch")
+    n_critic: int = setting(5, "critic updates per parameter update")
+    lr_params: float = setting(0.03, "Adam(0.5, 0.9) learning rate of the log-parameters")
+    lr_critic: float = setting(1e-3, "Adam(0, 0.9) learning rate of the critic")
+    # the critic and its images
+    gp_lambda: float = setting(10.0, "weight of the critic's gradient penalty (WGAN-GP)")
+    critic_warmup: int = setting(50, "critic updates against the initial guess before the first parameter update")
+    critic_channels: int = setting(32, "filters of the critic's first convolution (the last has 4x as many)")
+    radial_channels: bool = setting(True, "give the critic the radial orientation field (cos 2psi, sin 2psi) as two more input channels")
+    canvas_px: int = setting(64, "side of the critic's images in pixels (sections centred and cropped or padded, at their pixel size)")
+    # soft tessellation and the statistics term
+    tau_start: float = setting(1.0, "initial temperature of the soft tessellation (units of spacing x pixel size)")
+    tau_end: float = setting(0.25, "final temperature (geometric annealing)")
+    straight_through: bool = setting(True, "critic images show the hard tessellation; gradients come from the soft one")
+    stats_weight: float = setting(1.0, "weight of the statistics term (quantile W1 of the soft sections' radial angles vs the "
+                                  "observed ones), which moves the alignment spread; the critic moves density and elongation. "
+                                  "0: the critic moves every learned parameter")
+    # the initial guess (deliberately wrong) and what is learned
+    initial_density_per_um3: float = setting(0.5, "initial grain density (1/um^3)")
+    initial_mean_elongation: float = setting(3.45, "initial mean grain elongation (> 1)")
+    initial_elongation_log_sd: float = setting(0.35, "elongation log-sd: a prior, kept fixed unless learn_elongation_log_sd. "
+                                               "Sections confound it with the alignment spread, so the calibrated alignment is "
+                                               "conditional on it (calibration_quality reports the alignment for this +-0.1)")
+    initial_alignment_spread_deg: float = setting(22.5, "initial alignment spread of the grains' long axes to the radial direction (deg)")
+    weight_spread: float = setting(0.1, "grain weight sd in spacing^2 (not calibrated)")
+    hard_core_fraction: float = setting(0.5, "hard-core distance of the grain seeds / spacing (not calibrated)")
+    learn_elongation_log_sd: bool = setting(False, "also learn the elongation log-sd (it follows the critic)")
+    # runtime
+    seed: int = setting(0, "seed of all draws")
+    torch_threads: int = setting(1, "torch CPU threads while training (0: torch's default)")
+
+    @classmethod
+    def starting_at(cls, params: GrainParams, **kw) -> "GanConfig":
+        """A configuration whose initial guess is ``params`` (mean elongation, log-sd, density, alignment,
+        weight spread, hard core)."""
+        return cls(initial_density_per_um3=params.density_per_um3, initial_mean_elongation=params.mean_elongation,
+                   initial_elongation_log_sd=params.elongation_log_sd, initial_alignment_spread_deg=params.alignment_spread_deg,
+                   weight_spread=params.weight_spread, hard_core_fraction=params.hard_core_fraction, **kw)
+
+    def initial_params(self) -> GrainParams:
+        return GrainParams.with_mean_elongation(
+            self.initial_mean_elongation, self.initial_elongation_log_sd, density_per_um3=self.initial_density_per_um3,
+            alignment_spread_deg=self.initial_alignment_spread_deg, weight_spread=self.weight_spread, hard_core_fraction=self.hard_core_fraction,
+        )
+
+    @property
+    def learned(self) -> tuple[str, ...]:
+        """The calibrated parameters (in this order)."""
+        return DEFAULT_LEARNED + (("elongation_log_sd",) if self.learn_elongation_log_sd else ())
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["learned"] = list(self.learned)
-        d["stats_descriptors"] = list(self.stats_descriptors)
-        for key in ("critic_params", "stats_params"):
-            d[key] = None if d[key] is None else list(d[key])
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "GanConfig":
+        """A configuration from :meth:`to_dict`, or from a checkpoint written before the settings were
+        flattened (an ``initial`` parameter dict and a ``learned`` list); unknown keys are ignored."""
         d = dict(d)
-        d["learned"] = tuple(d.get("learned", DEFAULT_LEARNED))
-        if "stats_descriptors" in d:
-            d["stats_descriptors"] = tuple(d["stats_descriptors"])
-        for key in ("critic_params", "stats_params"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
-        return cls(**d)
+        initial = d.pop("initial", None)
+        learned = d.pop("learned", None)
+        if isinstance(initial, dict):
+            start = GrainParams.from_dict(initial)
+            d.update(initial_density_per_um3=start.density_per_um3, initial_mean_elongation=start.mean_elongation,
+                     initial_elongation_log_sd=start.elongation_log_sd, weight_spread=start.weight_spread,
+                     initial_alignment_spread_deg=start.alignment_spread_deg, hard_core_fraction=start.hard_core_fraction)
+        if learned is not None:
+            d.setdefault("learn_elongation_log_sd", "elongation_log_sd" in learned)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def make_critic(channels: int = 32, in_channels: int = 2):
@@ -163,7 +192,19 @@ def _augment(batch, rng: np.random.Generator):
 
 
 class StereologicalGan:
-    """Training state: unconstrained parameters, critic, optimizers, history; ``train`` runs to ``config.steps``."""
+    """Training state: unconstrained parameters, critic, optimizers, history; ``train`` runs to ``config.steps``.
+
+    The method's structure is fixed by the class attributes below (a subclass may change them).
+    """
+
+    #: Section descriptors matched by the statistics term (:data:`.soft_descriptors.MATCHED` lists all).
+    stats_descriptors: tuple[str, ...] = ("radial_angle_deg",)
+    #: Learned parameters that follow the critic's gradient, and those that follow the statistics term
+    #: (names not learned are ignored; with ``stats_weight`` 0 every learned parameter follows the critic).
+    critic_params: tuple[str, ...] = ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "weight_spread")
+    stats_params: tuple[str, ...] = ("alignment_spread_deg",)
+    #: The calibrated parameters: the average of the parameters over this last fraction of the steps.
+    average_last_fraction: float = 0.5
 
     def __init__(self, sections: list[Section], config: GanConfig, device=None):
         import torch
@@ -172,7 +213,7 @@ class StereologicalGan:
             raise ValueError("stereological GAN: no observed sections to calibrate against")
         self.config = config
         self.device = torch.device(device or "cpu")
-        self.base = GrainParams.from_dict(config.initial).validate()
+        self.base = config.initial_params().validate()
         self.names = tuple(config.learned)
         self.geometry = SectionGeometry.fit(sections)
         self.real = torch.as_tensor(critic_images(sections, config.canvas_px), device=self.device)
@@ -183,9 +224,8 @@ class StereologicalGan:
         self.opt_params = torch.optim.Adam([self.z], lr=config.lr_params, betas=(0.5, 0.9))
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
         self.rng = np.random.default_rng(config.seed)
-        self.stats_target = StatisticsTarget(sections, descriptors=config.stats_descriptors) if config.stats_weight > 0 else None
+        self.stats_target = StatisticsTarget(sections, descriptors=self.stats_descriptors) if config.stats_weight > 0 else None
         self.critic_mask, self.stats_mask = self._gradient_masks()
-        self._pool: list[dict] = []
         self.history: list[dict] = []
         self.step = 0
 
@@ -197,7 +237,7 @@ class StereologicalGan:
         """Average of the unconstrained parameters over the last ``average_last_fraction`` of the history."""
         if not self.history:
             return self.current_params()
-        n = max(1, int(round(len(self.history) * self.config.average_last_fraction)))
+        n = max(1, int(round(len(self.history) * self.average_last_fraction)))
         zs = np.array([h["z"] for h in self.history[-n:]])
         return from_unconstrained(zs.mean(0), self.base, self.names)
 
@@ -207,11 +247,8 @@ class StereologicalGan:
         return float(c.tau_start * (c.tau_end / c.tau_start) ** min(frac, 1.0))
 
     def learning_rate(self, step: int) -> float:
-        """Parameter learning rate: constant for the first half of the steps, then exponential decay to
-        ``lr_final_fraction`` x at the last step (damps the late wandering the tail average sees)."""
-        c = self.config
-        frac = max(0.0, (step / max(c.steps - 1, 1) - 0.5) / 0.5)
-        return float(c.lr_params * c.lr_final_fraction ** min(frac, 1.0))
+        """Parameter learning rate at ``step`` (constant; a function of the step only, so resuming is exact)."""
+        return float(self.config.lr_params)
 
     def fake_batch(self, tau_rel: float, with_descriptors: bool = False):
         """Critic images (B, C, S, S) of fresh soft sections; with ``with_descriptors`` also their pooled
@@ -259,7 +296,7 @@ class StereologicalGan:
             for group in self.opt_params.param_groups:  # resume-safe: a function of the step only
                 group["lr"] = self.learning_rate(self.step)
             loss_g = -self.critic(fake).mean()
-            loss_stats = self.stats_target.loss(desc, self._stats_pool(desc)) if desc is not None else None
+            loss_stats = self._statistics_loss(desc) if desc is not None else None
             self.z.grad = self._combined_gradient(loss_g, loss_stats)
             self.opt_params.step()
             self.step += 1
@@ -289,32 +326,26 @@ class StereologicalGan:
                 self.save(checkpoint_path)
         return self.history
 
-    def _stats_pool(self, desc):
-        """Detached descriptors of the last ``stats_pool_batches`` batches (then this batch joins them)."""
-        import torch
-
-        n = self.config.stats_pool_batches
-        if n <= 0:
-            return None
-        pool = {k: torch.cat([b[k] for b in self._pool]) for k in desc} if self._pool else None
-        self._pool.append({k: v.detach() for k, v in desc.items()})
-        del self._pool[:-n]
-        return pool
+    def _statistics_loss(self, desc):
+        """The statistics term of this batch's soft descriptors (differentiable)."""
+        return self.stats_target.loss(desc)
 
     def _gradient_masks(self):
         """0/1 masks over ``self.names``: which learned parameters follow the critic, which the statistics term."""
         import torch
 
-        c = self.config
         for key in ("critic_params", "stats_params"):
-            unknown = set(getattr(c, key) or ()) - set(LEARNABLE)
+            unknown = set(getattr(self, key)) - set(LEARNABLE)
             if unknown:
                 raise ValueError(f"{key}: unknown parameters {sorted(unknown)} (learnable: {list(LEARNABLE)})")
-        critic = [1.0 if c.critic_params is None or n in c.critic_params else 0.0 for n in self.names]
-        stats = [1.0 if self.stats_target is not None and (c.stats_params is None or n in c.stats_params) else 0.0 for n in self.names]
+        if self.stats_target is None:  # no statistics term: the critic moves everything
+            critic, stats = [1.0] * len(self.names), [0.0] * len(self.names)
+        else:
+            critic = [1.0 if n in self.critic_params else 0.0 for n in self.names]
+            stats = [1.0 if n in self.stats_params else 0.0 for n in self.names]
         orphans = [n for n, a, b in zip(self.names, critic, stats) if a == 0 and b == 0]
         if orphans:
-            raise ValueError(f"learned parameters {orphans} follow neither the critic nor the statistics term (critic_params / stats_params / stats_weight)")
+            raise ValueError(f"learned parameters {orphans} follow neither the critic nor the statistics term (critic_params / stats_params)")
         return (torch.tensor(critic, dtype=self.z.dtype, device=self.device), torch.tensor(stats, dtype=self.z.dtype, device=self.device))
 
     def _combined_gradient(self, loss_g, loss_stats):
@@ -354,7 +385,6 @@ class StereologicalGan:
             "opt_params": self.opt_params.state_dict(),
             "opt_critic": self.opt_critic.state_dict(),
             "history": self.history,
-            "stats_pool": [{k: v.cpu() for k, v in b.items()} for b in self._pool],
             "rng_state": self.rng.bit_generator.state,
             "torch_rng_state": torch.get_rng_state(),
             "current_params": self.current_params().to_dict(),
@@ -383,7 +413,6 @@ class StereologicalGan:
         self.opt_params.load_state_dict(state["opt_params"])
         self.opt_critic.load_state_dict(state["opt_critic"])
         self.history = list(state["history"])
-        self._pool = [{k: v.to(self.device) for k, v in b.items()} for b in state.get("stats_pool", [])]
         self.step = int(state["step"])
         self.rng.bit_generator.state = state["rng_state"]
         torch.set_rng_state(state["torch_rng_state"])

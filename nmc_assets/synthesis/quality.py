@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from nmc_assets.particles.grains import GrainParams
-from nmc_assets.synthesis.baseline import sections_like_observed
-from nmc_assets.synthesis.section_geometry import SectionGeometry
+from nmc_assets.synthesis.section_geometry import SectionGeometry, sections_like_observed
 from nmc_assets.synthesis.sections import DESCRIPTORS, Section, descriptor_distances, descriptor_samples
 
 #: The parameters whose recovery the calibration targets (the others are reported, not judged).

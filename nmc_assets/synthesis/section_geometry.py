@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmc_assets.particles.sections import MAX_OFFSET_FRACTION, Section, SectionPlane, random_plane
+from nmc_assets.particles.grains import GrainParams
+from nmc_assets.particles.sections import MAX_OFFSET_FRACTION, Section, SectionPlane, hard_section, random_plane
 
 
 def _offset_log_moments(max_fraction: float = MAX_OFFSET_FRACTION) -> tuple[float, float]:
@@ -58,3 +59,10 @@ class SectionGeometry:
 
     def to_dict(self) -> dict:
         return {"median_radius_um": self.median_radius_um, "log_radius_sd": self.log_radius_sd, "pixel_sizes_um": sorted(set(self.pixel_sizes_um))}
+
+
+def sections_like_observed(params: GrainParams, geometry: SectionGeometry, n: int, seed: int) -> list[Section]:
+    """``n`` hard sections of ``params`` cut like the observed ones (``geometry``: their fitted particle
+    radius law and pixel sizes)."""
+    rng = np.random.default_rng(seed)
+    return [hard_section(params, geometry.sample_plane(rng), rng) for _ in range(n)]

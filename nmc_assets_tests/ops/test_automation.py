@@ -30,13 +30,13 @@ def build_assets(fused_code_version: str = "1") -> list[dg.AssetsDefinition]:
     def particle_features() -> None: ...
 
     @dg.asset(deps=[particle_features], code_version="1")
-    def particle_catalog() -> None: ...
-
-    @dg.asset(deps=[particle_features], code_version="1")
     def damage_model() -> None: ...
 
     @dg.asset(deps=[damage_model], code_version="1")
     def damage_drivers() -> None: ...
+
+    @dg.asset(deps=[particle_features, damage_drivers], code_version="1")
+    def particle_catalog() -> None: ...
 
     return [raw_tomogram, stardist_model, view_probabilities, fused_labels, particle_features,
             particle_catalog, damage_model, damage_drivers]

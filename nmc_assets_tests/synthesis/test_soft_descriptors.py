@@ -42,8 +42,10 @@ def test_statistics_gradient_points_towards_the_reference(observed_sections, ref
     # consistent; those of elongation and alignment from a few batches are noise-dominated (sign changes
     # with the seed), so only their presence is asserted
     start = GrainParams(**{**reference_params.__dict__, "density_per_um3": 0.5, "elongation_log_mean": 1.2, "alignment_spread_deg": 30.0})
-    gan = StereologicalGan(observed_sections, GanConfig(steps=1, batch_size=8, critic_channels=8, initial=start.to_dict(), seed=3, stats_weight=0.1,
-                                                        stats_descriptors=MATCHED, critic_params=None, stats_params=None))
+    class MatchEveryDescriptor(StereologicalGan):
+        stats_descriptors = MATCHED
+
+    gan = MatchEveryDescriptor(observed_sections, GanConfig.starting_at(start, steps=1, batch_size=8, critic_channels=8, seed=3, stats_weight=0.1))
     for _ in range(4):  # the gradient of one batch of 8 sections is noisy: accumulate four
         _, desc = gan.fake_batch(0.5, with_descriptors=True)
         assert set(desc) == set(MATCHED) and all(v.requires_grad for v in desc.values())

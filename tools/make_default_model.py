@@ -1,6 +1,6 @@
 """Make the shipped default StarDist model from virtual scans, through the Dagster assets themselves.
 
-    .venv/bin/python -m nmc_assets.segmentation.make_default_model --root /tmp/seg_train [--install]
+    .venv/bin/python tools/make_default_model.py --root /tmp/seg_train [--install]
 
 1. simulates labelled virtual scans (several seeds, 10 and 50 cycles) into ``<root>/incoming``,
 2. materializes ``raw_tomogram`` for each, then ``stardist_training_set`` (whole scans held out) and
@@ -19,6 +19,9 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 TRAIN_SCANS = [(1001, 10), (1002, 50), (1003, 10), (1004, 50), (1005, 10), (1006, 50), (1007, 10), (1008, 50)]
 
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         dst = shipped_model_dir(a.name)
         copy_model(model_dir, dst)
         args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--skip-train"]
-        cmd = "python -m nmc_assets.segmentation.make_default_model " + " ".join(shlex.quote(x) for x in args)
+        cmd = "python tools/make_default_model.py " + " ".join(shlex.quote(x) for x in args)
         sidecar = json.loads((root / "incoming" / f"{scans[0]}.json").read_text())
         write_readme(dst, meta, cmd, scans, a, sidecar.get("simulator_version", "?"))
         print(f"installed {dst}")

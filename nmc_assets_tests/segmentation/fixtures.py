@@ -1,4 +1,7 @@
-"""Session fixtures: a tiny StarDist model trained once on small constructed scans (~20-40 s on 2 cores)."""
+"""Session fixtures: a tiny StarDist model trained once on small constructed scans (~20-40 s on 2 cores).
+
+Registered suite-wide by ``nmc_assets_tests/conftest.py`` (the segmentation and the Dagster-layer tests use it).
+"""
 
 import numpy as np
 import pytest

@@ -1,0 +1,144 @@
+"""Files of the synthesis steps: grain sections, the shell model, calibrated grain-model versions.
+
+Every write is atomic. The folders (under the data root, DESIGN 3.1) are chosen by the caller:
+
+- grain sections folder: label TIFFs + sidecars (:func:`.sections.write_sections`), ``manifest.json`` and,
+  for embedded pseudo-EBSD sections, ``reference_params.json`` (read only by the quality check);
+- shell model file: the fitted ``ShellParams`` and a summary (:func:`.shell_fit.fit_shell_params`);
+- one grain-model folder per calibration version: ``checkpoint.pt`` + ``params.json``; a ``latest.json``
+  ``{"version": ...}`` names the current one.
+
+A calibration's version is a hash of the observed sections and of its configuration except the step
+count, so a longer run of the same calibration resumes the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from nmc_assets.storage import atomic_write_json, sha256_file
+
+MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference_params.json"
+#: The packaged reference of the embedded pseudo-EBSD sections.
+REFERENCE_SPEC = Path(__file__).resolve().parent / "data" / "reference_grain_params.json"
+
+
+class MissingInputError(FileNotFoundError):
+    """An input of a synthesis step has not been written yet (``str()`` says which step makes it)."""
+
+
+# --- grain sections ----------------------------------------------------------------------------------
+def write_pseudo_ebsd_sections(folder: Path, n_sections: int = 0) -> list:
+    """Hard-tessellation planar sections of particles drawn from the packaged reference parameters, with
+    the manifest and the reference record; ``n_sections`` 0: the reference file's count."""
+    from nmc_assets.synthesis.sections import write_sections
+    from nmc_assets.particles.grains import GrainParams
+    from nmc_assets.particles.sections import hard_sections
+
+    ref = json.loads(REFERENCE_SPEC.read_text())
+    n = n_sections or int(ref["n_sections"])
+    params = GrainParams.from_dict(ref["grain_params"])
+    sections = hard_sections(params, [ref["particle_radius_um"]] * n, [ref["pixel_size_um"]] * n, seed=int(ref["seed"]))
+    manifest = {"source": "pseudo_ebsd", "n_sections": n, "pixel_size_um": ref["pixel_size_um"]}
+    write_sections(folder, sections, {MANIFEST_FILE: manifest, REFERENCE_FILE: {**ref, "n_sections": n, "mean_elongation": params.mean_elongation}})
+    return sections
+
+
+def write_user_sections(folder: Path, source: Path) -> list:
+    """Copy the user's section TIFFs (+ sidecars) from ``source`` with a manifest; [] when there are none."""
+    from nmc_assets.synthesis.sections import read_sections, write_sections
+
+    sections = read_sections(source)
+    if sections:
+        write_sections(folder, sections, {MANIFEST_FILE: {"source": "user", "source_dir": str(source), "n_sections": len(sections)}})
+    return sections
+
+
+def has_user_sections(source: Path) -> bool:
+    return source.is_dir() and any(p.suffix.lower() in (".tif", ".tiff") for p in source.iterdir())
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST_FILE).read_text())
+
+
+def sections_fingerprint(folder: Path) -> str:
+    """SHA256 over the section TIFFs and sidecars (the calibration's data), not the manifest or reference."""
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*")):
+        if p.suffix in (".tif", ".tiff") or (p.suffix == ".json" and p.name not in (MANIFEST_FILE, REFERENCE_FILE)):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def read_reference_params(folder: Path):
+    """The reference ``GrainParams`` of embedded sections, ``None`` for user sections."""
+    from nmc_assets.particles.grains import GrainParams
+
+    path = folder / REFERENCE_FILE
+    return GrainParams.from_dict(json.loads(path.read_text())["grain_params"]) if path.exists() else None
+
+
+# --- shell model -------------------------------------------------------------------------------------
+def label_volumes(fused_dir: Path, incoming: Path, source: str) -> list[Path]:
+    """Label volumes to fit the shells from: ``fused`` (fused-label Zarrs), ``truth`` (``<scan>.labels.tif``
+    in the drop folder) or ``auto`` (fused when there are any, else truth)."""
+    if source not in ("auto", "fused", "truth"):
+        raise ValueError(f"label source must be auto, fused or truth, got {source!r}")
+    fused = sorted(fused_dir.glob("*.zarr"))
+    truth = sorted(incoming.glob("*.labels.tif")) if incoming.is_dir() else []
+    return {"fused": fused, "truth": truth}.get(source, fused or truth)
+
+
+def read_shell_model(path: Path) -> dict:
+    """The shell model file: ``params`` (the fitted ``ShellParams``), ``source``, the fit summary."""
+    if not path.exists():
+        raise MissingInputError(f"{path} is missing: materialize shell_model first")
+    return json.loads(path.read_text())
+
+
+def shell_params(shell_model: dict):
+    """The ``ShellParams`` of a shell model read by :func:`read_shell_model`."""
+    from nmc_assets.particles.shell import ShellParams
+
+    return ShellParams(**shell_model["params"])
+
+
+# --- grain model versions ----------------------------------------------------------------------------
+def grain_model_version(sections_sha: str, gan_config: dict) -> str:
+    """Version of a calibration: hash of the observed sections and of the config except the step count
+    (so a longer run of the same calibration resumes the same checkpoint)."""
+    cfg = {k: v for k, v in gan_config.items() if k != "steps"}
+    blob = json.dumps({"sections": sections_sha, "config": cfg}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def save_grain_model(folder: Path, gan, version: str, **extra) -> dict:
+    """Write ``checkpoint.pt`` and ``params.json`` (calibrated parameters, checkpoint hash, ``extra``)."""
+    ckpt = gan.save(folder / "checkpoint.pt")
+    params = {
+        "version": version,
+        "grain_params": gan.calibrated_params().to_dict(),
+        "learned": list(gan.names),
+        "steps": gan.step,
+        "initial_params": gan.config.initial_params().to_dict(),
+        "checkpoint_sha256": sha256_file(ckpt),
+        **extra,
+    }
+    atomic_write_json(folder / "params.json", params)
+    return params
+
+
+def latest_version(latest: Path) -> str:
+    if not latest.exists():
+        raise MissingInputError(f"{latest} is missing: materialize grain_model first")
+    return json.loads(latest.read_text())["version"]
+
+
+def read_grain_model(folder: Path) -> dict:
+    """``params.json`` of a calibration folder."""
+    return json.loads((folder / "params.json").read_text())
