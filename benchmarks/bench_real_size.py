@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                   "| workers | step | wall (s) |", "| ---: | --- | ---: |"]
         walls = {}
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
                 rows = run_path(new_root, REPO, source.parent, {"NMC_DASK_SCHEDULER": c.scheduler_address},
                                 steps=("fused_labels", "particle_features"))
             for r in rows:

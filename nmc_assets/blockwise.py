@@ -195,7 +195,7 @@ class BlockRunner:
             self._client = Client(self.scheduler, set_as_default=False)
         else:
             cluster = LocalCluster(n_workers=1, threads_per_worker=self.workers, processes=False,
-                                   dashboard_address=None, silence_logs=40)
+                                   dashboard_address=":0", silence_logs=40)
             self._client = Client(cluster, set_as_default=False)
         return self
 

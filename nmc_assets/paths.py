@@ -24,6 +24,8 @@ SCAN_ID_PATTERN = NAME_PATTERN
 VOLUME_SUFFIXES = (".tif", ".tiff", ".h5")
 #: Suffixes of a scan's ground-truth instance labels in the drop folder.
 LABELS_SUFFIXES = (".labels.tif", ".labels.tiff")
+#: File name of the SHAP ranking table in the analytics folder (copied into the catalog).
+DAMAGE_DRIVERS_FILE = "damage_drivers.parquet"
 #: Companion files of a scan (the part after the scan id).
 COMPANION_SUFFIXES = (".json",) + LABELS_SUFFIXES + (".truth.parquet",)
 
@@ -154,7 +156,7 @@ class DataLayout:
     @property
     def damage_drivers(self) -> Path:
         """The SHAP ranking table (``damage_drivers`` asset); copied into the catalog."""
-        return self.analytics / "damage_drivers.parquet"
+        return self.analytics / DAMAGE_DRIVERS_FILE
 
     @property
     def synthesis(self) -> Path:

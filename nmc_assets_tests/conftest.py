@@ -29,6 +29,6 @@ def dask_cluster_address():
     """A ``distributed.LocalCluster`` with 2 worker processes (1 thread each), shared by the session."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=40) as cluster:
         yield cluster.scheduler_address

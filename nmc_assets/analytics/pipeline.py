@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from nmc_assets.analytics.damage_model import DamageModelConfig, DamageModelResults, fit_damage_models
+from nmc_assets.paths import DAMAGE_DRIVERS_FILE
 from nmc_assets.analytics.plots import beeswarm_png, condition_order, drivers_bar_chart
 from nmc_assets.analytics.store import (
     _safe_name,
@@ -26,7 +27,7 @@ from nmc_assets.analytics.store import (
 )
 from nmc_assets.storage import atomic_write_bytes, atomic_write_parquet
 
-DRIVERS_FILE = "damage_drivers.parquet"
+DRIVERS_FILE = DAMAGE_DRIVERS_FILE
 MODEL_DIR = "damage_model"
 PLOTS_DIR = "plots"
 BAR_CHART_FILE = "damage_drivers.png"

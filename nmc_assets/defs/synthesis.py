@@ -26,13 +26,6 @@ from nmc_assets.synthesis import store
 from nmc_assets.synthesis.gan import GanConfig
 
 GROUP = "synthesis"
-SECTIONS_DIR = "grain_sections"
-SHELL_FILE = "shell_model.json"
-PARTICLES_DIR = "synthetic_particles"
-
-
-def _sections_dir(layout) -> Path:
-    return layout.synthesis / SECTIONS_DIR
 
 
 @contextmanager
@@ -67,7 +60,7 @@ def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfi
         raise dg.Failure(description=f"grain_sections: source must be auto, user or pseudo_ebsd, got {config.source!r}")
     layout = data_root.layout
     user_dir = layout.cross_sections
-    out = _sections_dir(layout)
+    out = layout.grain_sections
     if config.source == "user" or (config.source == "auto" and store.has_user_sections(user_dir)):
         sections = store.write_user_sections(out, user_dir)
         if not sections:
@@ -123,7 +116,7 @@ def shell_model(context: dg.AssetExecutionContext, config: ShellModelConfig, dat
         shapes.append(s)
     params, summary = fit_shell_params(shapes, lmax=config.max_degree)
     summary["label_volumes"] = [str(p) for p in paths]
-    out = layout.synthesis / SHELL_FILE
+    out = layout.shell_model
     atomic_write_json(out, summary)
     p = summary["params"]
     return dg.MaterializeResult(
@@ -165,7 +158,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     from nmc_assets.synthesis.sections import read_sections
 
     layout = data_root.layout
-    sec_dir = _sections_dir(layout)
+    sec_dir = layout.grain_sections
     sections = read_sections(sec_dir)
     if not sections:
         raise dg.Failure(description=f"grain_model: no sections in {sec_dir}; materialize grain_sections")
@@ -183,7 +176,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     gan.train(log=context.log.info, checkpoint_path=ckpt, checkpoint_every=config.checkpoint_every)
     seconds = time.perf_counter() - t0
     params = store.save_grain_model(folder, gan, version, device=str(dev), train_seconds_this_run=seconds)
-    atomic_write_json(layout.models / "grain_model" / "latest.json", {"version": version})
+    atomic_write_json(layout.grain_model_latest, {"version": version})
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(folder)),
@@ -198,7 +191,7 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
 
 
 def load_grain_model(layout) -> tuple[dict, Path]:
-    latest = layout.models / "grain_model" / "latest.json"
+    latest = layout.grain_model_latest
     with _inputs_present():
         folder = layout.grain_model(store.latest_version(latest))
     return store.read_grain_model(folder), folder
@@ -229,7 +222,7 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     from nmc_assets.particles.grains import GrainParams
 
     layout = data_root.layout
-    sec_dir = _sections_dir(layout)
+    sec_dir = layout.grain_sections
     sections = read_sections(sec_dir)
     params, _ = load_grain_model(layout)
     calibrated = GrainParams.from_dict(params["grain_params"])
@@ -283,12 +276,12 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
 
     layout = data_root.layout
     with _inputs_present():
-        shell = store.read_shell_model(layout.synthesis / SHELL_FILE)
+        shell = store.read_shell_model(layout.shell_model)
     gm, folder = load_grain_model(layout)
     grain_params = GrainParams.from_dict(gm["grain_params"])
     provenance = {"grain_model_version": gm["version"], "checkpoint_sha256": sha256_file(folder / "checkpoint.pt"),
                   "shell_model_source": shell["source"]}
-    out = layout.synthesis / PARTICLES_DIR
+    out = layout.synthetic_particles
     res = generate_dataset(out, store.shell_params(shell), grain_params, config.n_particles, config.grid_size, config.seed, provenance,
                            device=str(device.torch_device()))
     first = tifffile.imread(out / "volumes" / "particle_00000.tif")
@@ -318,7 +311,7 @@ def published_dataset(context: dg.AssetExecutionContext, data_root: DataRootReso
     from nmc_assets.synthesis.dataset import publish, verify_sha256sums
 
     layout = data_root.layout
-    src = layout.synthesis / PARTICLES_DIR
+    src = layout.synthetic_particles
     if not (src / "params.json").exists():
         raise dg.Failure(description=f"{src} is incomplete: materialize synthetic_particles first")
     dest = publish(src, layout.published)

@@ -18,6 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from nmc_assets.paths import LABELS_SUFFIXES
 from nmc_assets.storage import atomic_write_json, sha256_file
 
 MANIFEST_FILE = "manifest.json"
@@ -90,7 +91,7 @@ def label_volumes(fused_dir: Path, incoming: Path, source: str) -> list[Path]:
     if source not in ("auto", "fused", "truth"):
         raise ValueError(f"label source must be auto, fused or truth, got {source!r}")
     fused = sorted(fused_dir.glob("*.zarr"))
-    truth = sorted(incoming.glob("*.labels.tif")) if incoming.is_dir() else []
+    truth = sorted(p for suffix in LABELS_SUFFIXES for p in incoming.glob(f"*{suffix}")) if incoming.is_dir() else []
     return {"fused": fused, "truth": truth}.get(source, fused or truth)
 
 
