@@ -19,7 +19,7 @@ BACKGROUND_VOID_PERCENTILE = 10.0
 MAX_SAMPLES = 4_000_000
 
 
-def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int = MAX_SAMPLES) -> float:
+def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int | None = None) -> float:
     """Per-scan intensity threshold separating solid from cracks/voids inside the filled particles.
 
     Otsu's threshold over the intensities inside all labelled particles (solid vs. crack/void modes,
@@ -29,7 +29,8 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     :data:`BACKGROUND_VOID_PERCENTILE`-th percentile of the background (``labels == 0``; its median
     would be binder). A voxel half solid and half void then sits at the threshold, and the cap keeps
     intact particles intact when Otsu splits the solid mode of a scan with little damage. Without
-    background voxels Otsu alone is used. A regular subsample of at most ``max_samples`` voxels is used.
+    background voxels Otsu alone is used. A regular subsample of at most about ``max_samples`` voxels (default
+    :data:`MAX_SAMPLES`) is used (:func:`sample_step`).
     """
     step = sample_step(labels.size, max_samples)
     lab = np.asarray(labels).reshape(-1)[::step]
@@ -37,11 +38,11 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     return threshold_from_sample(lab, val)
 
 
-def sample_step(n_voxels: int, max_samples: int = MAX_SAMPLES) -> int:
+def sample_step(n_voxels: int, max_samples: int | None = None) -> int:
     """Stride of the regular subsample :func:`estimate_solid_threshold` takes: flat (C-order) voxel
-    indices ``0, step, 2 step, ...`` of the volume, at most about ``max_samples`` of them (exactly
-    ``ceil(n_voxels / step)``)."""
-    return max(1, int(n_voxels) // int(max_samples))
+    indices ``0, step, 2 step, ...`` of the volume, at most about ``max_samples`` (default
+    :data:`MAX_SAMPLES`) of them (exactly ``ceil(n_voxels / step)``)."""
+    return max(1, int(n_voxels) // int(MAX_SAMPLES if max_samples is None else max_samples))
 
 
 def threshold_from_sample(lab: np.ndarray, val: np.ndarray) -> float:
