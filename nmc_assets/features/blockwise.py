@@ -103,20 +103,11 @@ def io_block_shape(shape: Sequence[int], *chunk_shapes: Sequence[int], target_vo
 
 
 def compute_particle_features_zarr(
-    labels_path: str | os.PathLike,
-    tomogram_path: str | os.PathLike,
-    voxel_size_um: float,
-    *,
-    scan_id: str,
-    cycles: int | None,
-    local_window_um: float = 20.0,
-    solid_threshold: float | None = None,
-    settings: FeatureSettings | None = None,
-    runner: BlockRunner | None = None,
-    progress: Callable[[str], None] | None = None,
-    memory_budget: int | str | None = None,
-    block_shape: Sequence[int] | None = None,
-    scratch_dir: str | os.PathLike | None = None,
+    labels_path: str | os.PathLike, tomogram_path: str | os.PathLike, voxel_size_um: float, *, scan_id: str,
+    cycles: int | None, local_window_um: float = 20.0, solid_threshold: float | None = None,
+    settings: FeatureSettings | None = None, runner: BlockRunner | None = None,
+    progress: Callable[[str], None] | None = None, memory_budget: int | str | None = None,
+    block_shape: Sequence[int] | None = None, scratch_dir: str | os.PathLike | None = None,
 ) -> ZarrFeatures:
     """The feature table of the (z, y, x) label and tomogram Zarr arrays at ``labels_path`` /
     ``tomogram_path`` (each pinned to its current version), equal to
