@@ -138,14 +138,17 @@ def compute_particle_features_zarr(
     step = sample_step(n_vox) if solid_threshold is None else None
     sample_bytes = 0 if step is None else -(-n_vox // step) * (2 * (l_dtype.itemsize + 4) + 8)
     report = progress or (lambda message: None)
+    run = runner or BlockRunner()
+    plan = _Plan(scan_id, budget, run, report)
+    scan_task = bv * (2 * l_dtype.itemsize + 14)
+    plan.in_flight("bounding boxes", 0, scan_task)  # fail before starting anything when even that cannot fit
 
-    with _entered(runner) as run, _scratch(labels_path, scratch_dir) as scratch:
-        plan = _Plan(scan_id, budget, run, report)
+    with _entered(run), _scratch(labels_path, scratch_dir) as scratch:
         report(f"particle_features {scan_id}: {'x'.join(map(str, shape))} voxels in {len(blocks)} blocks of "
                f"{'x'.join(map(str, blocks[0].shape))} on {run.where}, memory budget {gib(budget)}")
 
         # 1. bounding boxes, foreground bits
-        boxes = plan.map("bounding boxes", tasks.scan_block, blocks, fixed=0, per_task=bv * (2 * l_dtype.itemsize + 14),
+        boxes = plan.map("bounding boxes", tasks.scan_block, blocks, fixed=0, per_task=scan_task,
                          labels_path=labels_at, scratch=scratch)
         if min((b.min_label for b in boxes), default=0) < 0:
             raise ValueError(f"{labels_path}: labels must be non-negative (0 = background)")
@@ -251,9 +254,13 @@ class _Plan:
     def __init__(self, scan_id: str, budget: int, runner: BlockRunner, report: Callable[[str], None]):
         self.scan_id, self.budget, self.runner, self.report = scan_id, budget, runner, report
 
+    def in_flight(self, what: str, fixed: int, per_task: int) -> int:
+        """Tasks of the pass ``what`` that fit at once (:class:`~nmc_assets.blockwise.MemoryBudgetError` if none)."""
+        return workers_within_budget(scan=self.scan_id, step=f"particle_features ({what})", budget=self.budget,
+                                     fixed=int(fixed), per_worker=int(per_task), workers=self.runner.workers)
+
     def map(self, what: str, func, items: list, *, fixed: int, per_task: int, unit: str = "blocks", **kwargs) -> list:
-        in_flight = workers_within_budget(scan=self.scan_id, step=f"particle_features ({what})", budget=self.budget,
-                                          fixed=int(fixed), per_worker=int(per_task), workers=self.runner.workers)
+        in_flight = self.in_flight(what, fixed, per_task)
         if self.runner.scheduler is None and in_flight >= self.runner.workers:
             # every local thread may be busy: queue as many again, so no thread waits for the next block
             in_flight *= 2
@@ -262,9 +269,8 @@ class _Plan:
 
 
 @contextlib.contextmanager
-def _entered(runner: BlockRunner | None) -> Iterator[BlockRunner]:
-    """``runner`` entered for the duration (left as it was), or a local :class:`BlockRunner`."""
-    runner = runner or BlockRunner()
+def _entered(runner: BlockRunner) -> Iterator[BlockRunner]:
+    """``runner`` entered for the duration; one the caller entered already is left as it is."""
     if getattr(runner, "_client", None) is not None:
         yield runner
     else:

@@ -202,11 +202,11 @@ def test_memory_budget_caps_the_blocks_in_flight(scene, stores, monkeypatch):
     task at a time, the others as wide as they fit, and the table stays exact."""
     from nmc_assets.features import blockwise as fb
 
-    needs: list[int] = []
+    needs: dict[str, int] = {}  # pass -> bytes for one task
     real = fb.workers_within_budget
 
     def recording(**kw):
-        needs.append(kw["fixed"] + kw["per_worker"])
+        needs[kw["step"]] = kw["fixed"] + kw["per_worker"]
         return real(**kw)
 
     monkeypatch.setattr(fb, "workers_within_budget", recording)
@@ -215,8 +215,10 @@ def test_memory_budget_caps_the_blocks_in_flight(scene, stores, monkeypatch):
         blockwise(paths, runner=runner, block_shape=BLOCK)
         assert runner.in_flight == [4, 4, 4, 4]  # every pass fits: twice the 2 threads (half of them queued)
         runner.in_flight.clear()
-        got = blockwise(paths, runner=runner, block_shape=BLOCK, memory_budget=max(needs) + 1)
-    assert runner.in_flight[int(np.argmax(needs[:4]))] == 1 and max(runner.in_flight) == 4
+        got = blockwise(paths, runner=runner, block_shape=BLOCK, memory_budget=max(needs.values()) + 1)
+    passes = ["bounding boxes", "crop parts", "mosaics", "packing density"]
+    assert list(needs) == [f"particle_features ({p})" for p in passes]
+    assert runner.in_flight[int(np.argmax(list(needs.values())))] == 1 and max(runner.in_flight) == 4
     pd.testing.assert_frame_equal(got.table, in_memory(labels, img), check_exact=True)
 
 
