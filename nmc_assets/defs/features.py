@@ -63,10 +63,15 @@ def _load_labels(layout, scan_id: str, source: str) -> tuple[np.ndarray, str]:
         return np.asarray(load_labels(scan_id, layout.incoming)), str(path)
     from nmc_assets.storage import read_zarr
 
+    path = _fused_labels_path(layout, scan_id)
+    return read_zarr(path), str(path)
+
+
+def _fused_labels_path(layout, scan_id: str):
     path = layout.fused_labels(scan_id)
     if not path.exists():
         raise dg.Failure(description=f"fused labels {path} do not exist: materialize fused_labels for {scan_id} first", allow_retries=False)
-    return read_zarr(path), str(path)
+    return path
 
 
 @dg.asset(
@@ -86,13 +91,18 @@ def particle_features(
     its attributes) and the instance labels (fused, or the ground truth with ``label_source: truth``).
     Position, orientation (yaw/pitch/roll of the principal axes), intensity, marching-cubes surfaces,
     volume, damage ((filled - solid) / filled), shape, roughness, contact, local packing density and
-    statistics over the 6 nearest particles, computed on per-particle crops in one pass. Writes
+    statistics over the 6 nearest particles, computed on per-particle crops. Fused labels are processed
+    block by block on Dask (:func:`~nmc_assets.features.blockwise.compute_particle_features_zarr`: the
+    local cores, or the cluster at ``NMC_DASK_SCHEDULER``; memory within ``NMC_MEMORY_BUDGET``), giving
+    the same table as reading the volumes whole; ground-truth labels (a TIFF) are read whole. Writes
     ``warehouse/particle_features/scan_id=<scan>/features.parquet`` atomically, with each column's
     description and unit in the Parquet schema.
     """
     import pyarrow.parquet as pq
 
+    from nmc_assets.blockwise import BlockRunner
     from nmc_assets.features import compute_particle_features
+    from nmc_assets.features.blockwise import compute_particle_features_zarr
     from nmc_assets.features.extract import estimate_solid_threshold
     from nmc_assets.features.table import features_to_arrow
     from nmc_assets.storage import atomic_path, read_zarr, zarr_attrs
@@ -107,25 +117,40 @@ def particle_features(
     if voxel is None:
         raise dg.Failure(description=f"{tomo_path}: attribute voxel_size_um is missing", allow_retries=False)
     cycles = attrs.get("cycles")
-    intensity = read_zarr(tomo_path)
-    labels, labels_path = _load_labels(layout, scan_id, config.label_source)
-    if labels.shape != intensity.shape:
-        raise dg.Failure(
-            description=f"labels {labels_path} have shape {labels.shape}, tomogram {tomo_path} has {intensity.shape}",
-            allow_retries=False,
-        )
-
     t0 = time.perf_counter()
-    threshold = config.solid_threshold if config.solid_threshold is not None else estimate_solid_threshold(labels, intensity)
-    df = compute_particle_features(
-        labels,
-        intensity,
-        float(voxel),
-        scan_id=scan_id,
-        cycles=None if cycles is None else int(cycles),
-        local_window_um=config.local_window_um,
-        solid_threshold=threshold,
-    )
+    if config.label_source == "fused":
+        # block by block on Dask (NMC_DASK_SCHEDULER, else every local core), within NMC_MEMORY_BUDGET
+        labels_path = str(_fused_labels_path(layout, scan_id))
+        try:
+            with BlockRunner.from_env() as runner:
+                result = compute_particle_features_zarr(
+                    labels_path, tomo_path, float(voxel), scan_id=scan_id, cycles=None if cycles is None else int(cycles),
+                    local_window_um=config.local_window_um, solid_threshold=config.solid_threshold, runner=runner,
+                    progress=context.log.info,
+                )
+            if result.table.empty and config.solid_threshold is None:
+                raise ValueError(f"{labels_path}: no labelled voxels: cannot estimate the solid threshold")
+        except ValueError as exc:  # inputs that cannot work (shapes, dtypes): retrying does not help
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        df, threshold = result.table, result.solid_threshold
+    else:
+        intensity = read_zarr(tomo_path)
+        labels, labels_path = _load_labels(layout, scan_id, config.label_source)
+        if labels.shape != intensity.shape:
+            raise dg.Failure(
+                description=f"labels {labels_path} have shape {labels.shape}, tomogram {tomo_path} has {intensity.shape}",
+                allow_retries=False,
+            )
+        threshold = config.solid_threshold if config.solid_threshold is not None else estimate_solid_threshold(labels, intensity)
+        df = compute_particle_features(
+            labels,
+            intensity,
+            float(voxel),
+            scan_id=scan_id,
+            cycles=None if cycles is None else int(cycles),
+            local_window_um=config.local_window_um,
+            solid_threshold=threshold,
+        )
     seconds = time.perf_counter() - t0
     n_labels = int(len(df))
 

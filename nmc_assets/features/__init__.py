@@ -1,6 +1,8 @@
 """Per-particle features (docs/design.md) and the DuckDB catalog over them.
 
-- :func:`compute_particle_features`: labels + tomogram -> one row per particle (``extract``).
+- :func:`compute_particle_features`: labels + tomogram -> one row per particle (``extract``);
+  :func:`~nmc_assets.features.blockwise.compute_particle_features_zarr`: the same table from the Zarr
+  stores, block by block on Dask in bounded memory (``blockwise``).
 - :func:`write_features` / :func:`read_features`: Parquet with column descriptions and units (``table``).
 - :func:`~nmc_assets.features.catalog.build_catalog`: the ``warehouse/nmc.duckdb`` views (``catalog``);
   :func:`~nmc_assets.features.sql.query_catalog`: read-only SQL locked to the catalog (``sql``).

@@ -35,8 +35,13 @@ import pandas as pd
 
 from nmc_assets.features._compiled import kernels
 from nmc_assets.features.columns import FEATURE_COLUMNS
-from nmc_assets.features.measure import measure_particles
-from nmc_assets.features.neighbours import local_packing_density, neighbour_statistics
+from nmc_assets.features.measure import ParticleMeasurements, measure_particles
+from nmc_assets.features.neighbours import (
+    neighbour_statistics,
+    packing_density,
+    packing_windows,
+    window_counts,
+)
 from nmc_assets.features.threshold import estimate_solid_threshold
 
 #: Neighbour statistics are taken over this many nearest particles (fewer when the scan has fewer).
@@ -99,12 +104,30 @@ def compute_particle_features(
     max_label = int(labels.max()) if labels.size else 0
     if max_label <= 0:
         return empty_features_frame()
-    ids, box_lo, box_hi = _bounding_boxes(labels, max_label)
+    ids, box_lo, box_hi = bounding_boxes(labels, max_label)
     if solid_threshold is None:
         solid_threshold = estimate_solid_threshold(labels, intensity)
-    thr = float(solid_threshold)
+    m = measure_particles(labels, intensity, ids, box_lo, box_hi, float(solid_threshold), settings.contact_gap_vox)
+    lo, hi = density_windows(m, v, local_window_um, labels.shape)
+    p_density = packing_density(window_counts(labels, lo, hi), lo, hi)
+    return feature_frame(ids, m, p_density, v, scan_id=scan_id, cycles=cycles)
 
-    m = measure_particles(labels, intensity, ids, box_lo, box_hi, thr, settings.contact_gap_vox)
+
+def density_windows(m: ParticleMeasurements, voxel_size_um: float, local_window_um: float, shape
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi): (n, 3) int64 voxel boxes (z, y, x; hi exclusive) of the p_density cubes (side
+    ``local_window_um``) around the particles' centroids, clipped to the volume ``shape``."""
+    v = float(voxel_size_um)
+    centroids = m.centroid_xyz * v
+    return packing_windows(centroids / v, float(local_window_um) / v, shape)
+
+
+def feature_frame(ids: np.ndarray, m: ParticleMeasurements, p_density: np.ndarray, voxel_size_um: float, *,
+                  scan_id: str, cycles: int | None) -> pd.DataFrame:
+    """The feature table (:data:`FEATURE_COLUMNS`, one row per particle in the order of ``ids``) from the
+    raw measurements ``m`` (voxel units) and ``p_density``: physical units (um, um^2, um^3), derived
+    shape columns and the neighbour statistics."""
+    v = float(voxel_size_um)
     n = ids.size
     volume = m.n_filled * v**3
     s_out = m.s_out * v**2
@@ -122,7 +145,6 @@ def compute_particle_features(
         rough_inner = (s_in_raw + a0) / (s_in + a0)
 
     centroids = m.centroid_xyz * v
-    p_density = local_packing_density(labels, centroids / v, float(local_window_um) / v)
     nb = neighbour_statistics(centroids, elongation, volume, m.major_axis, N_NEIGHBOURS)
 
     df = pd.DataFrame(
@@ -157,7 +179,7 @@ def compute_particle_features(
     return df[FEATURE_COLUMNS]
 
 
-def _bounding_boxes(labels: np.ndarray, max_label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bounding_boxes(labels: np.ndarray, max_label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, lo, hi): the label values present (int64, ascending) and their bounding boxes, (n, 3) int64
     (z, y, x), hi exclusive, from one pass over the volume."""
     boxes = kernels().mosaic.label_boxes

@@ -8,7 +8,6 @@ Arrays are ``(z, y, x)``; lengths are in voxels, areas in voxel^2 (voxel edge = 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,39 +59,60 @@ def measure_particles(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray
     ``box_lo``/``box_hi``: (n, 3) bounding boxes (z, y, x; hi exclusive); ``thr``: solid threshold
     (intensity units); ``contact_gap_vox``: see :func:`contact_fraction`.
     """
-    shape = np.array(labels.shape, np.int64)
+    starts, sizes, touches = crop_boxes(box_lo, box_hi, labels.shape, contact_gap_vox)
+    chunks = mosaic_chunks(sizes)
+    parts = [measure_mosaic(build_mosaic(labels, intensity, ids[c], starts[c], sizes[c]), thr, contact_gap_vox,
+                            touches[c]) for c in chunks]
+    return gather_chunks(parts, chunks)
+
+
+def crop_boxes(box_lo: np.ndarray, box_hi: np.ndarray, shape, contact_gap_vox: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, sizes, touches) of each particle's crop: its bounding box ((n, 3) int64, z, y, x, hi
+    exclusive) grown by the contact margin (``max(contact_gap_vox, 1)`` voxels) and clipped to the volume
+    ``shape``: (n, 3) int64 starts and sizes, and (n,) bool: the box reaches the volume's edge."""
+    shape = np.array(shape, np.int64)
     margin = max(contact_gap_vox, 1)
-    starts = np.maximum(box_lo - margin, 0)  # (n, 3) crop starts (z, y, x)
+    starts = np.maximum(box_lo - margin, 0)
     sizes = np.minimum(box_hi + margin, shape) - starts
     touches = (box_lo == 0).any(axis=1) | (box_hi == shape).any(axis=1)
-    parts, rows = [], []
-    for chunk in _chunks(sizes):
-        mosaic = build_mosaic(labels, intensity, ids[chunk], starts[chunk], sizes[chunk])
-        parts.append(ParticleMeasurements(
-            **particle_moments(mosaic, thr)._asdict(),
-            **particle_surfaces(mosaic, thr)._asdict(),
-            contact=contact_fraction(mosaic, contact_gap_vox),
-            touches_border=touches[chunk],
-        ))
-        rows.append(chunk)
-    return ParticleMeasurements.concatenate(parts).take(np.argsort(np.concatenate(rows)))
+    return starts, sizes, touches
 
 
-def _chunks(sizes: np.ndarray) -> Iterator[np.ndarray]:
+def measure_mosaic(mosaic: Mosaic, thr: float, contact_gap_vox: int, touches: np.ndarray) -> ParticleMeasurements:
+    """:class:`ParticleMeasurements` of the tiles of one mosaic (``touches``: (n,) bool per tile)."""
+    return ParticleMeasurements(
+        **particle_moments(mosaic, thr)._asdict(),
+        **particle_surfaces(mosaic, thr)._asdict(),
+        contact=contact_fraction(mosaic, contact_gap_vox),
+        touches_border=touches,
+    )
+
+
+def gather_chunks(parts: list[ParticleMeasurements], chunks: list[np.ndarray]) -> ParticleMeasurements:
+    """The measurements of the mosaics ``parts`` (one per chunk of :func:`mosaic_chunks`) in particle order."""
+    return ParticleMeasurements.concatenate(parts).take(np.argsort(np.concatenate(chunks)))
+
+
+def mosaic_chunks(sizes: np.ndarray) -> list[np.ndarray]:
     """Row indices of the particles of each mosaic: crops of similar (y, x) extent together, at most
-    :data:`CHUNK_VOXELS` voxels (with rims) per mosaic unless one crop alone is larger."""
+    :data:`CHUNK_VOXELS` voxels (with rims) per mosaic unless one crop alone is larger. A function of
+    the (n, 3) crop ``sizes`` alone, so every path that measures a scan packs the same mosaics (particles
+    whose crop is cut by the volume edge measure slightly differently in different mosaics)."""
     order = np.lexsort((sizes[:, 2], sizes[:, 1]))
+    chunks: list[np.ndarray] = []
     chunk: list[int] = []
     chunk_vox = 0
     for k in order.tolist():
         vox = int(np.prod(sizes[k] + 2 * TILE_PAD))
         if chunk and chunk_vox + vox > CHUNK_VOXELS:
-            yield np.array(chunk)
+            chunks.append(np.array(chunk))
             chunk, chunk_vox = [], 0
         chunk.append(k)
         chunk_vox += vox
     if chunk:
-        yield np.array(chunk)
+        chunks.append(np.array(chunk))
+    return chunks
 
 
 def contact_fraction(mosaic: Mosaic, gap_vox: int = 0) -> np.ndarray:

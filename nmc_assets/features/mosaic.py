@@ -8,6 +8,7 @@ are voxel indices.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,19 +57,47 @@ def build_mosaic(labels: np.ndarray, intensity: np.ndarray, pids: np.ndarray, st
     """The mosaic of the crops ``starts[t] : starts[t] + sizes[t]`` ((n, 3) int64, z, y, x) of particles
     ``pids`` (label values). Enclosed background (not 6-connected to the mosaic's outside through the
     zero rim) joins each filled particle; other labels never do."""
+    own, other, img, z_start = _empty_mosaic(sizes)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    kernels().mosaic.build_mosaic(labels, intensity, starts, np.ascontiguousarray(sizes), pids.astype(labels.dtype),
+                                  np.ascontiguousarray(z_start[:-1], dtype=np.int64), TILE_PAD, own, other, img)
+    return _finish_mosaic(own, other, img, starts, sizes, z_start)
+
+
+def build_mosaic_from_crops(crops: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], starts: np.ndarray,
+                            sizes: np.ndarray) -> Mosaic:
+    """:func:`build_mosaic` from each particle's crop instead of the whole volume, the same mosaic.
+
+    ``crops`` yields per tile ``(codes, img, at)``: ``codes`` uint8 (z, y, x) over the tile's *region*
+    (the crop ``starts[t] : starts[t] + sizes[t]`` grown by :data:`TILE_PAD`, clipped to the volume),
+    1 = the particle, 2 = another label, 0 = background; ``img`` float32 intensity over the same region;
+    ``at`` (3,) int64: where the crop starts inside the region (0 or :data:`TILE_PAD` per axis). The
+    region ends where the volume does, so the rim's edge values are the ones read from the volume.
+    """
+    own, other, img, z_start = _empty_mosaic(sizes)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+    fill = kernels().mosaic.build_mosaic
+    one = np.ones(1, np.uint8)
+    for t, (codes, region_img, at) in enumerate(crops):
+        fill(codes, region_img, np.asarray(at, np.int64).reshape(1, 3), sizes[t : t + 1], one,
+             z_start[t : t + 1].astype(np.int64), TILE_PAD, own, other, img)
+    return _finish_mosaic(own, other, img, starts, sizes, z_start)
+
+
+def _empty_mosaic(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Zeroed (own, other, img) arrays of the mosaic of crops of (n, 3) ``sizes``, and ``z_start``."""
     p = TILE_PAD
-    cz = sizes[:, 0]
     ymax = int(sizes[:, 1].max()) + 2 * p
     xmax = int(sizes[:, 2].max()) + 2 * p
-    z_start = np.concatenate([[0], np.cumsum(cz + 2 * p)])
+    z_start = np.concatenate([[0], np.cumsum(sizes[:, 0] + 2 * p)])
     nz = int(z_start[-1])
-    k = kernels()
-    own = np.zeros((nz, ymax, xmax), np.uint8)
-    other = np.zeros((nz, ymax, xmax), np.uint8)
-    img = np.zeros((nz, ymax, xmax), np.float32)
-    starts = np.ascontiguousarray(starts, dtype=np.int64)
-    k.mosaic.build_mosaic(labels, intensity, starts, np.ascontiguousarray(sizes), pids.astype(labels.dtype),
-                          np.ascontiguousarray(z_start[:-1], dtype=np.int64), p, own, other, img)
-    k.morphology.fill_holes_excluding(own, other)  # in place: own becomes the filled particle
+    return (np.zeros((nz, ymax, xmax), np.uint8), np.zeros((nz, ymax, xmax), np.uint8),
+            np.zeros((nz, ymax, xmax), np.float32), z_start)
+
+
+def _finish_mosaic(own: np.ndarray, other: np.ndarray, img: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+                   z_start: np.ndarray) -> Mosaic:
+    kernels().morphology.fill_holes_excluding(own, other)  # in place: own becomes the filled particle
     return Mosaic(filled=own, other=other, img=img, starts=starts, z_start=z_start,
-                  tile_of_z=np.repeat(np.arange(len(starts)), cz + 2 * p))
+                  tile_of_z=np.repeat(np.arange(len(starts)), sizes[:, 0] + 2 * TILE_PAD))

@@ -19,21 +19,42 @@ def local_packing_density(foreground: np.ndarray, centres_xyz_vox: np.ndarray, w
     One summed-area table (int32/int64, one more voxel per axis than the volume) answers every cube in
     O(1): 8 look-ups per particle.
     """
+    lo, hi = packing_windows(centres_xyz_vox, window_vox, foreground.shape)
+    return packing_density(window_counts(foreground, lo, hi), lo, hi)
+
+
+def packing_windows(centres_xyz_vox: np.ndarray, window_vox: float, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi): (n, 3) int64 voxel boxes (z, y, x; hi exclusive) of the cubes of side ``window_vox``
+    voxels around the (n, 3) (x, y, z) centres (voxel indices), clipped to the volume ``shape``."""
+    half = window_vox / 2.0
+    zyx = centres_xyz_vox[:, ::-1]
+    lo = np.clip(np.floor(zyx - half + 0.5).astype(np.int64), 0, np.array(shape))
+    hi = np.clip(np.floor(zyx + half + 0.5).astype(np.int64) + 1, 0, np.array(shape))
+    return lo, hi
+
+
+def window_counts(foreground: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(n,) int64 count of nonzero voxels of the (z, y, x) array ``foreground`` in each box
+    ``lo[i] : hi[i]`` ((n, 3) int64 voxel indices of ``foreground``, z, y, x; hi exclusive), the boxes
+    clipped to the array. Counts over disjoint blocks of a volume add up to the volume's counts."""
+    shape = np.array(foreground.shape)
     dtype = np.int32 if foreground.size < 2**31 else np.int64
     sat = np.zeros(tuple(s + 1 for s in foreground.shape), dtype=dtype)
     kernels().filters.summed_area_table(np.asarray(foreground), sat)
-    half = window_vox / 2.0
-    zyx = centres_xyz_vox[:, ::-1]
-    lo = np.clip(np.floor(zyx - half + 0.5).astype(np.int64), 0, np.array(foreground.shape))
-    hi = np.clip(np.floor(zyx + half + 0.5).astype(np.int64) + 1, 0, np.array(foreground.shape))
-    z0, y0, x0 = lo.T
-    z1, y1, x1 = hi.T
+    z0, y0, x0 = np.clip(lo, 0, shape).T
+    z1, y1, x1 = np.clip(hi, 0, shape).T
     total = (
         sat[z1, y1, x1] - sat[z0, y1, x1] - sat[z1, y0, x1] - sat[z1, y1, x0]
         + sat[z0, y0, x1] + sat[z0, y1, x0] + sat[z1, y0, x0] - sat[z0, y0, x0]
-    ).astype(np.float64)
+    )
+    return total.astype(np.int64)
+
+
+def packing_density(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(n,) foreground fraction of each window from its (n,) voxel ``counts`` and (n, 3) box; 0 for an
+    empty window."""
     size = np.prod((hi - lo).astype(np.float64), axis=1)
-    return np.where(size > 0, total / np.maximum(size, 1), 0.0)
+    return np.where(size > 0, counts.astype(np.float64) / np.maximum(size, 1), 0.0)
 
 
 def neighbour_statistics(

@@ -15,9 +15,11 @@ from nmc_assets.features._compiled import kernels
 
 #: Percentile of the background intensity taken as the void (pore/electrolyte) level of the threshold.
 BACKGROUND_VOID_PERCENTILE = 10.0
+#: At most about this many voxels are sampled for the threshold (a regular flat stride, see :func:`sample_step`).
+MAX_SAMPLES = 4_000_000
 
 
-def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int = 4_000_000) -> float:
+def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int | None = None) -> float:
     """Per-scan intensity threshold separating solid from cracks/voids inside the filled particles.
 
     Otsu's threshold over the intensities inside all labelled particles (solid vs. crack/void modes,
@@ -27,14 +29,28 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     :data:`BACKGROUND_VOID_PERCENTILE`-th percentile of the background (``labels == 0``; its median
     would be binder). A voxel half solid and half void then sits at the threshold, and the cap keeps
     intact particles intact when Otsu splits the solid mode of a scan with little damage. Without
-    background voxels Otsu alone is used. A regular subsample of at most ``max_samples`` voxels is used.
+    background voxels Otsu alone is used. A regular subsample of at most about ``max_samples`` voxels (default
+    :data:`MAX_SAMPLES`) is used (:func:`sample_step`).
     """
+    step = sample_step(labels.size, max_samples)
+    lab = np.asarray(labels).reshape(-1)[::step]
+    val = np.asarray(intensity, dtype=np.float32).reshape(-1)[::step]
+    return threshold_from_sample(lab, val)
+
+
+def sample_step(n_voxels: int, max_samples: int | None = None) -> int:
+    """Stride of the regular subsample :func:`estimate_solid_threshold` takes: flat (C-order) voxel
+    indices ``0, step, 2 step, ...`` of the volume, at most about ``max_samples`` (default
+    :data:`MAX_SAMPLES`) of them (exactly ``ceil(n_voxels / step)``)."""
+    return max(1, int(n_voxels) // int(MAX_SAMPLES if max_samples is None else max_samples))
+
+
+def threshold_from_sample(lab: np.ndarray, val: np.ndarray) -> float:
+    """The threshold of :func:`estimate_solid_threshold` from its subsample: ``lab`` (m,) integer labels
+    and ``val`` (m,) float32 intensities of the same voxels, in flat voxel order."""
     from skimage.filters import threshold_otsu
 
     k = kernels().filters
-    step = max(1, labels.size // max_samples)
-    lab = np.asarray(labels).reshape(-1)[::step]
-    val = np.asarray(intensity, dtype=np.float32).reshape(-1)[::step]
     inside, outside = k.split_by_label(lab, val)
     if inside.size == 0:
         raise ValueError("no labelled voxels: cannot estimate the solid threshold")

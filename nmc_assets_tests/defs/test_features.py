@@ -6,6 +6,7 @@ import json
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import tifffile
@@ -103,3 +104,37 @@ def test_missing_inputs_fail_with_the_path(tmp_path):
     assert not res.success
     failure = res.get_step_failure_events()[0]
     assert "tomograms/s1.zarr" in str(failure.event_specific_data.error)
+
+
+def test_fused_labels_are_measured_blockwise_equal_to_in_memory(data_root):
+    """The asset runs the blockwise path on the fused labels (progress in the run's log) and writes the
+    table that the in-memory path computes from the same stores."""
+    from nmc_assets.features import compute_particle_features, read_features
+    from nmc_assets.storage import read_zarr
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("scan", ["s1"])
+    res = dg.materialize([particle_features], partition_key="s1", instance=instance,
+                         resources={"data_root": DataRootResource(data_dir=str(data_root.root))})
+    assert res.success
+    messages = [e.user_message for e in instance.all_logs(res.run_id)]
+    assert any(m.startswith("particle_features s1: mosaics: 1/1 mosaics") for m in messages), messages
+    want = compute_particle_features(read_zarr(data_root.fused_labels("s1")), read_zarr(data_root.tomogram("s1")),
+                                     0.25, scan_id="s1", cycles=50)
+    pd.testing.assert_frame_equal(read_features(data_root.particle_features("s1")), want, check_exact=True)
+    meta = res.asset_materializations_for_node("particle_features")[0].metadata
+    assert not list(data_root.fused_labels("s1").parent.glob(".*features.tmp-*")), "scratch folder left"
+    assert meta["solid_threshold"].value > 0
+
+
+def test_empty_fused_labels_fail_clearly(data_root):
+    from nmc_assets.storage import read_zarr
+
+    shape = read_zarr(data_root.fused_labels("s1")).shape
+    write_zarr(data_root.fused_labels("s1"), np.zeros(shape, np.uint32))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("scan", ["s1"])
+    res = dg.materialize([particle_features], partition_key="s1", instance=instance, raise_on_error=False,
+                         resources={"data_root": DataRootResource(data_dir=str(data_root.root))})
+    assert not res.success
+    assert "no labelled voxels" in str(res.get_step_failure_events()[0].event_specific_data.error)
