@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from nmc_assets.defs.partitions import scan_partitions
-from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.defs.resources import BlocksResource, DataRootResource
 
 GROUP = "features"
 FEATURES_CODE_VERSION = "features-v1"
@@ -57,14 +57,15 @@ def _load_labels(layout, scan_id: str, source: str) -> tuple[np.ndarray, str]:
     if source == "truth":
         from nmc_assets.ingest import load_labels
 
-        path = layout.incoming / f"{scan_id}.labels.tif"
-        if not path.exists() and not (layout.incoming / f"{scan_id}.labels.tiff").exists():
-            raise dg.Failure(description=f"label_source=truth but {path} does not exist", allow_retries=False)
+        path = layout.ground_truth_labels(scan_id)
+        if path is None:
+            raise dg.Failure(description=f"label_source=truth but {layout.incoming / (scan_id + '.labels.tif')} does not exist",
+                             allow_retries=False)
         return np.asarray(load_labels(scan_id, layout.incoming)), str(path)
-    from nmc_assets.storage import read_zarr
+    from nmc_assets.storage import open_zarr
 
     path = _fused_labels_path(layout, scan_id)
-    return read_zarr(path), str(path)
+    return open_zarr(path), str(path)  # lazy: read block by block by whoever uses it
 
 
 def _fused_labels_path(layout, scan_id: str):
@@ -83,7 +84,8 @@ def _fused_labels_path(layout, scan_id: str):
     owners=["team:features"],
 )
 def particle_features(
-    context: dg.AssetExecutionContext, config: ParticleFeaturesConfig, data_root: DataRootResource
+    context: dg.AssetExecutionContext, config: ParticleFeaturesConfig, data_root: DataRootResource,
+    blocks: BlocksResource,
 ) -> dg.MaterializeResult:
     """One row per particle of a scan with the DESIGN 3.3 attributes, in physical units.
 
@@ -100,7 +102,6 @@ def particle_features(
     """
     import pyarrow.parquet as pq
 
-    from nmc_assets.blockwise import BlockRunner
     from nmc_assets.features import compute_particle_features
     from nmc_assets.features.blockwise import compute_particle_features_zarr
     from nmc_assets.features.extract import estimate_solid_threshold
@@ -119,14 +120,15 @@ def particle_features(
     cycles = attrs.get("cycles")
     t0 = time.perf_counter()
     if config.label_source == "fused":
-        # block by block on Dask (NMC_DASK_SCHEDULER, else every local core), within NMC_MEMORY_BUDGET
+        # block by block on Dask (the blocks resource: a cluster, else every local core), within its memory budget
         labels_path = str(_fused_labels_path(layout, scan_id))
         try:
-            with BlockRunner.from_env() as runner:
+            with blocks.runner() as runner:
+                context.log.info(f"particle_features {scan_id}: blocks on {runner.where}")
                 result = compute_particle_features_zarr(
                     labels_path, tomo_path, float(voxel), scan_id=scan_id, cycles=None if cycles is None else int(cycles),
                     local_window_um=config.local_window_um, solid_threshold=config.solid_threshold, runner=runner,
-                    progress=context.log.info,
+                    progress=context.log.info, memory_budget=blocks.budget_bytes(),
                 )
             if result.table.empty and config.solid_threshold is None:
                 raise ValueError(f"{labels_path}: no labelled voxels: cannot estimate the solid threshold")

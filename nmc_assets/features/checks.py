@@ -42,10 +42,16 @@ def nan_counts(df) -> dict[str, int]:
     return bad
 
 
-def row_count_matches(particle_ids, labels: np.ndarray) -> dict:
-    """Rows vs distinct non-zero labels: ``{"passed", "rows", "labels", "ids_match"}``."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+def distinct_labels(labels, slab: int = 32) -> np.ndarray:
+    """Sorted distinct non-zero values of a (z, y, x) label array, numpy or lazy (Zarr), ``slab`` planes at a time."""
+    found = [np.unique(np.asarray(labels[z0 : z0 + slab])) for z0 in range(0, labels.shape[0], slab)]
+    ids = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    return ids[ids > 0]
+
+
+def row_count_matches(particle_ids, labels) -> dict:
+    """Rows vs distinct non-zero labels (numpy or lazy Zarr labels): ``{"passed", "rows", "labels", "ids_match"}``."""
+    ids = distinct_labels(labels)
     pids = np.asarray(list(particle_ids))
     ids_match = set(pids.tolist()) == set(ids.tolist())
     return {"passed": bool(len(pids) == ids.size and ids_match), "rows": int(len(pids)), "labels": int(ids.size),

@@ -18,7 +18,7 @@ from nmc_assets.defs.features import (
     particle_features_row_count,
     particle_features_schema_complete,
 )
-from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.defs.resources import BlocksResource, DataRootResource
 from nmc_assets.paths import DataLayout
 from nmc_assets.storage import write_zarr
 from nmc_assets_tests.features.constructed import ball_mask, phase_image
@@ -56,7 +56,7 @@ def _run(layout, selection_assets, partition_key="s1", run_config=None):
         partition_key=partition_key,
         instance=instance,
         run_config=run_config,
-        resources={"data_root": DataRootResource(data_dir=str(layout.root))},
+        resources={"data_root": DataRootResource(data_dir=str(layout.root)), "blocks": BlocksResource(workers=2)},
     )
 
 
@@ -75,7 +75,7 @@ def test_particle_features_asset_checks_and_catalog(data_root):
     assert table.num_rows == 2 and table.column("cycles").to_pylist() == [50, 50]
     assert table.schema.field("volume_um3").metadata[b"unit"] == b"um3"
 
-    res = dg.materialize([particle_catalog], resources={"data_root": DataRootResource(data_dir=str(data_root.root))},
+    res = dg.materialize([particle_catalog], resources={"data_root": DataRootResource(data_dir=str(data_root.root)), "blocks": BlocksResource(workers=2)},
                          instance=dg.DagsterInstance.ephemeral())
     assert res.success
     meta = res.asset_materializations_for_node("particle_catalog")[0].metadata
@@ -100,7 +100,7 @@ def test_missing_inputs_fail_with_the_path(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("scan", ["s1"])
     res = dg.materialize([particle_features], partition_key="s1", instance=instance, raise_on_error=False,
-                         resources={"data_root": DataRootResource(data_dir=str(tmp_path))})
+                         resources={"data_root": DataRootResource(data_dir=str(tmp_path)), "blocks": BlocksResource(workers=2)})
     assert not res.success
     failure = res.get_step_failure_events()[0]
     assert "tomograms/s1.zarr" in str(failure.event_specific_data.error)
@@ -115,7 +115,7 @@ def test_fused_labels_are_measured_blockwise_equal_to_in_memory(data_root):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("scan", ["s1"])
     res = dg.materialize([particle_features], partition_key="s1", instance=instance,
-                         resources={"data_root": DataRootResource(data_dir=str(data_root.root))})
+                         resources={"data_root": DataRootResource(data_dir=str(data_root.root)), "blocks": BlocksResource(workers=2)})
     assert res.success
     messages = [e.user_message for e in instance.all_logs(res.run_id)]
     assert any(m.startswith("particle_features s1: mosaics: 1/1 mosaics") for m in messages), messages
@@ -135,6 +135,6 @@ def test_empty_fused_labels_fail_clearly(data_root):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("scan", ["s1"])
     res = dg.materialize([particle_features], partition_key="s1", instance=instance, raise_on_error=False,
-                         resources={"data_root": DataRootResource(data_dir=str(data_root.root))})
+                         resources={"data_root": DataRootResource(data_dir=str(data_root.root)), "blocks": BlocksResource(workers=2)})
     assert not res.success
     assert "no labelled voxels" in str(res.get_step_failure_events()[0].event_specific_data.error)

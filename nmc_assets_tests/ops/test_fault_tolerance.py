@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.defs.resources import BlocksResource, DataRootResource
 from nmc_assets.paths import DataLayout
 from nmc_assets.storage import atomic_write_parquet, read_zarr, write_zarr
 
@@ -91,7 +91,7 @@ def test_killed_zarr_write_keeps_the_old_tomogram_and_a_rerun_succeeds(tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("scan", ["s1"])
     result = dg.materialize([raw_tomogram], partition_key="s1", instance=instance,
-                            resources={"data_root": DataRootResource(data_dir=str(tmp_path))})
+                            resources={"data_root": DataRootResource(data_dir=str(tmp_path)), "blocks": BlocksResource(workers=2)})
     assert result.success
     import tifffile
 
@@ -147,7 +147,7 @@ def test_fifty_scans_at_once_each_run_exactly_once_and_a_corrupt_one_fails_alone
         write_tiny_scan(layout.incoming, scan_id, seed=i, corrupt=scan_id == corrupt)
 
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"data_root": DataRootResource(data_dir=str(tmp_path))}
+    resources = {"data_root": DataRootResource(data_dir=str(tmp_path)), "blocks": BlocksResource(workers=2)}
 
     def tick(cursor):
         return incoming_scans(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))

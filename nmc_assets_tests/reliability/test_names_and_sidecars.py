@@ -38,7 +38,7 @@ def test_valid_names_build_paths_under_the_root(tmp_path):
 
 def test_partition_key_outside_the_root_fails_the_asset_and_writes_nothing(tmp_path):
     from nmc_assets.defs.features import particle_features
-    from nmc_assets.defs.resources import DataRootResource
+    from nmc_assets.defs.resources import BlocksResource, DataRootResource
 
     root = tmp_path / "a" / "b" / "c" / "d" / "root"
     root.mkdir(parents=True)
@@ -47,7 +47,7 @@ def test_partition_key_outside_the_root_fails_the_asset_and_writes_nothing(tmp_p
     instance.add_dynamic_partitions("scan", [key])
     before = sorted(p for p in tmp_path.rglob("*"))
     result = dg.materialize([particle_features], partition_key=key, instance=instance, raise_on_error=False,
-                            resources={"data_root": DataRootResource(data_dir=str(root))})
+                            resources={"data_root": DataRootResource(data_dir=str(root)), "blocks": BlocksResource(workers=2)})
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "invalid scan id '../../../../../esc'" in failure.step_failure_data.error.to_string()
