@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from nmc_assets.blockwise import BlockRunner, default_memory_budget
 from nmc_assets.defs.partitions import scan_partitions
 from nmc_assets.defs.resources import DataRootResource
 from nmc_assets.segmentation.model import DEFAULT_MODEL_NAME
@@ -194,9 +195,10 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
     scan = context.partition_key
     tomo = open_zarr(layout.tomogram(scan))
     attrs = dict(tomo.attrs)
-    info = predict_views(layout.stardist_model(config.model_name), tomo, float(attrs["voxel_size_um"]), layout.view_probabilities(scan),
-                         normalize=normalization_from_attrs(attrs, tomo), bin_factor=config.bin_factor or None,
-                         attrs={"scan_id": scan}, batch_size=config.batch_size)
+    with BlockRunner.from_env() as runner:
+        info = predict_views(layout.stardist_model(config.model_name), tomo, float(attrs["voxel_size_um"]), layout.view_probabilities(scan),
+                             normalize=normalization_from_attrs(attrs, tomo), bin_factor=config.bin_factor or None,
+                             attrs={"scan_id": scan}, batch_size=config.batch_size, runner=runner, report=context.log.info)
     out = open_zarr(layout.view_probabilities(scan) / "prob_xy")
     root = open_zarr_group(layout.view_probabilities(scan))
     zc = out.shape[0] // 2
@@ -243,7 +245,7 @@ def central_overlay_png(tomo, labels) -> bytes:
     group_name=GROUP,
     deps=[view_probabilities, "raw_tomogram"],
     kinds={"numpy", "scipy", "zarr"},
-    code_version="seg-fused-v2",
+    code_version="seg-fused-v3",
     owners=["team:segmentation"],
 )
 def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
@@ -267,14 +269,13 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     params = FusionParams(method=config.method, fg_threshold=config.fg_threshold, seed_map=config.seed_map, h=config.h, h_dist_um=config.h_dist_um,
                           min_radius_um=config.min_radius_um, min_volume_um3=config.min_volume_um3, smooth_um=config.smooth_um)
     out = layout.fused_labels(scan)
-    _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan})
+    with BlockRunner.from_env() as runner:
+        _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan},
+                            intensity=layout.tomogram(scan) if config.refine_boundaries else None, band_um=config.refine_band_um,
+                            sigma_um=config.refine_sigma_um, runner=runner, report=context.log.info, memory_budget=default_memory_budget())
     tomogram = open_zarr(layout.tomogram(scan))
-    refinement = {}
-    if config.refine_boundaries:
-        from nmc_assets.segmentation.pipeline import refine_to_intensity
-
-        refinement = refine_to_intensity(out, tomogram, float(info["voxel_size_um"]),
-                                         band_um=config.refine_band_um, sigma_um=config.refine_sigma_um)
+    refinement = info.get("boundary_refinement", {})
+    if refinement:
         context.log.info(f"boundary refinement: band {refinement['band_voxels']} voxels, "
                          f"foreground change {refinement['foreground_change']:+.3f}")
     png = central_overlay_png(tomogram, open_zarr(out))
