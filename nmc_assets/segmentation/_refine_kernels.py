@@ -110,6 +110,17 @@ def gradient(smooth, z, y, x):
 
 
 @njit(cache=True, nogil=True)
+def _faces(i, nz, ny, nx):
+    """(z, y, x) of flat index ``i`` and its six face neighbours' flat indices (-1 beyond the array)."""
+    sz, sy = ny * nx, nx
+    z, r = divmod(i, sz)
+    y, x = divmod(r, sy)
+    faces = (i - sz if z > 0 else -1, i + sz if z < nz - 1 else -1, i - sy if y > 0 else -1,
+             i + sy if y < ny - 1 else -1, i - 1 if x > 0 else -1, i + 1 if x < nx - 1 else -1)
+    return z, y, x, faces
+
+
+@njit(cache=True, nogil=True)
 def flood(labels, smooth, cls, hops):
     """Refined labels (uint32): INSIDE and MARKER voxels keep their label, OUTSIDE voxels are 0, and
     every OPEN voxel takes the label of the nearest marker: fewest faces through OPEN voxels (at most
@@ -125,7 +136,6 @@ def flood(labels, smooth, cls, hops):
     cl = cls.ravel()
     out = np.zeros(n, np.uint32)
     cost = np.zeros(n, np.float32)
-    sy, sz = nx, ny * nx
     n_open = 0
     for i in range(n):
         c = cl[i]
@@ -140,11 +150,8 @@ def flood(labels, smooth, cls, hops):
     for i in range(n):
         if cl[i] != OPEN:
             continue
-        z, r = divmod(i, sz)
-        y, x = divmod(r, sy)
-        for p, ok in ((i - sz, z > 0), (i + sz, z < nz - 1), (i - sy, y > 0), (i + sy, y < ny - 1),
-                      (i - 1, x > 0), (i + 1, x < nx - 1)):
-            if ok and cl[p] == MARKER:
+        for p in _faces(i, nz, ny, nx)[3]:
+            if p >= 0 and cl[p] == MARKER:
                 cl[p] = SEEDED
                 n_seeded += 1
     front = np.empty(max(n_open, n_seeded), np.int64)
@@ -152,20 +159,15 @@ def flood(labels, smooth, cls, hops):
     n_front = 0
     for i in range(n):
         if cl[i] == SEEDED:
-            z, r = divmod(i, sz)
-            y, x = divmod(r, sy)
+            z, y, x, _ = _faces(i, nz, ny, nx)
             cost[i] = gradient(smooth, z, y, x)
             front[n_front] = i
             n_front += 1
     for step in range(hops):
         n_next = 0
         for j in range(n_front):
-            i = front[j]
-            z, r = divmod(i, sz)
-            y, x = divmod(r, sy)
-            for q, ok in ((i - sz, z > 0), (i + sz, z < nz - 1), (i - sy, y > 0), (i + sy, y < ny - 1),
-                          (i - 1, x > 0), (i + 1, x < nx - 1)):
-                if ok and cl[q] == OPEN:
+            for q in _faces(front[j], nz, ny, nx)[3]:
+                if q >= 0 and cl[q] == OPEN:
                     cl[q] = QUEUED
                     nxt[n_next] = q
                     n_next += 1
@@ -173,14 +175,12 @@ def flood(labels, smooth, cls, hops):
             break
         for j in range(n_next):  # labels of this step read only voxels settled at the step before
             q = nxt[j]
-            z, r = divmod(q, sz)
-            y, x = divmod(r, sy)
+            z, y, x, faces = _faces(q, nz, ny, nx)
             g = gradient(smooth, z, y, x)
             best_c = np.float32(np.inf)
             best_l = np.uint32(0)
-            for p, ok in ((q - sz, z > 0), (q + sz, z < nz - 1), (q - sy, y > 0), (q + sy, y < ny - 1),
-                          (q - 1, x > 0), (q + 1, x < nx - 1)):
-                if ok and (cl[p] == SEEDED or cl[p] == SETTLED):
+            for p in faces:
+                if p >= 0 and (cl[p] == SEEDED or cl[p] == SETTLED):
                     c = cost[p] + g
                     if best_l == 0 or c < best_c or (c == best_c and out[p] < best_l):
                         best_c = c
