@@ -145,12 +145,15 @@ def flood(labels, smooth, cls, hops):
             out[i] = lab[i]
     if n_open == 0:
         return out.reshape(nz, ny, nx)
-    # the first front: the markers next to an open voxel
+    # the first front: the markers next to an open voxel; ``cost`` holds the gradient until a voxel is
+    # settled (computed here in raster order: 5-10x faster than at random in the flood)
     n_seeded = 0
     for i in range(n):
         if cl[i] != OPEN:
             continue
-        for p in _faces(i, nz, ny, nx)[3]:
+        z, y, x, faces = _faces(i, nz, ny, nx)
+        cost[i] = gradient(smooth, z, y, x)
+        for p in faces:
             if p >= 0 and cl[p] == MARKER:
                 cl[p] = SEEDED
                 n_seeded += 1
@@ -175,8 +178,8 @@ def flood(labels, smooth, cls, hops):
             break
         for j in range(n_next):  # labels of this step read only voxels settled at the step before
             q = nxt[j]
-            z, y, x, faces = _faces(q, nz, ny, nx)
-            g = gradient(smooth, z, y, x)
+            faces = _faces(q, nz, ny, nx)[3]
+            g = cost[q]
             best_c = np.float32(np.inf)
             best_l = np.uint32(0)
             for p in faces:
