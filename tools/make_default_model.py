@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from nmc_assets.defs.beamline import raw_tomogram
-    from nmc_assets.defs.resources import DataRootResource
+    from nmc_assets.defs.resources import BlocksResource, DataRootResource
     from nmc_assets.defs.segmentation import stardist_model, stardist_training_set
     from nmc_assets.segmentation.model import DEFAULT_MODEL_NAME, copy_model, read_model_meta, shipped_model_dir
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.skip_train:
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("scan", scans)
-        resources = {"data_root": DataRootResource(data_dir=str(root))}
+        resources = {"data_root": DataRootResource(data_dir=str(root)), "blocks": BlocksResource()}
         for s in scans:
             dg.materialize([raw_tomogram], partition_key=s, instance=instance, resources=resources)
         dg.materialize([stardist_training_set], instance=instance, resources=resources)

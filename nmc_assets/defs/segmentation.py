@@ -12,7 +12,7 @@ from pydantic import Field
 
 from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.partitions import scan_partitions
-from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.defs.resources import BlocksResource, DataRootResource
 from nmc_assets.segmentation.model import DEFAULT_MODEL_NAME, TrainConfig
 from nmc_assets.segmentation.pipeline import FusionParams
 from nmc_assets.segmentation.scaling import DEFAULT_WORKING_PIXEL_UM
@@ -170,7 +170,8 @@ class ViewProbabilitiesConfig(dg.Config):
     pool="gpu",
     owners=["team:segmentation"],
 )
-def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilitiesConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilitiesConfig, data_root: DataRootResource,
+                       blocks: BlocksResource) -> dg.MaterializeResult:
     """Object probability and mean ray-distance maps of the xy, xz and yz slice stacks of one scan.
 
     The tomogram is normalised (1st/99.8th percentiles) and binned to the model's working pixel size
@@ -186,9 +187,10 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
     scan = context.partition_key
     tomo = open_zarr(layout.tomogram(scan))
     attrs = dict(tomo.attrs)
-    info = predict_views(layout.stardist_model(config.model_name), tomo, float(attrs["voxel_size_um"]), layout.view_probabilities(scan),
-                         normalize=normalization_from_attrs(attrs, tomo), bin_factor=config.bin_factor or None,
-                         attrs={"scan_id": scan}, batch_size=config.batch_size)
+    with blocks.runner() as runner:
+        info = predict_views(layout.stardist_model(config.model_name), tomo, float(attrs["voxel_size_um"]), layout.view_probabilities(scan),
+                             normalize=normalization_from_attrs(attrs, tomo), bin_factor=config.bin_factor or None,
+                             attrs={"scan_id": scan}, batch_size=config.batch_size, runner=runner, report=context.log.info)
     out = open_zarr(layout.view_probabilities(scan) / "prob_xy")
     root = open_zarr_group(layout.view_probabilities(scan))
     zc = out.shape[0] // 2
@@ -217,10 +219,11 @@ class FusedLabelsConfig(CoreSettingsConfig):
     group_name=GROUP,
     deps=[view_probabilities, "raw_tomogram"],
     kinds={"numpy", "scipy", "zarr"},
-    code_version="seg-fused-v2",
+    code_version="seg-fused-v3",
     owners=["team:segmentation"],
 )
-def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
+def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource,
+                 blocks: BlocksResource) -> dg.MaterializeResult:
     """3D instance labels of one scan, fused from the three view maps.
 
     Mean of the view probabilities and mean-ray-distance maps; foreground = probability above a
@@ -232,18 +235,22 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     voxel_size_um, n_particles``; a PNG of the labels over the central slices beside it.
     """
     from nmc_assets.previews import labels_overlay_png, png_markdown
-    from nmc_assets.segmentation.pipeline import fused_labels as fuse_scan, refine_to_intensity
+    from nmc_assets.segmentation.pipeline import fused_labels as fuse_scan
     from nmc_assets.storage import atomic_write_bytes, open_zarr
 
     layout = data_root.layout
     scan = context.partition_key
     params = config.to_core()
     out = layout.fused_labels(scan)
-    _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan})
+    with blocks.runner() as runner:
+        context.log.info(f"fused_labels {scan}: blocks on {runner.where}")
+        _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan},
+                            intensity=layout.tomogram(scan) if params.refine_boundaries else None, band_um=params.refine_band_um,
+                            sigma_um=params.refine_sigma_um, runner=runner, report=context.log.info,
+                            memory_budget=blocks.budget_bytes())
     tomogram = open_zarr(layout.tomogram(scan))
-    refinement = {}
-    if params.refine_boundaries:
-        refinement = refine_to_intensity(out, tomogram, float(info["voxel_size_um"]), params)
+    refinement = info.get("boundary_refinement", {})
+    if refinement:
         context.log.info(f"boundary refinement: band {refinement['band_voxels']} voxels, "
                          f"foreground change {refinement['foreground_change']:+.3f}")
     png = labels_overlay_png(tomogram, open_zarr(out))

@@ -16,14 +16,14 @@ import numpy as np
 from nmc_assets.settings import setting
 
 from .fusion import FusionConfig, fuse
-from .scaling import bin_factor_for, bin_volume_slabwise, upsample_labels_slabs
+from .scaling import bin_factor_for, bin_volume_slabwise
 from .training_set import VIEWS
 
 
 @dataclass
 class FusionParams:
     """Physical fusion and boundary-refinement parameters (converted to pixels by :func:`fusion_config_for`
-    and :func:`refine_to_intensity`). Defaults were chosen on the default model's validation scans (never on
+    and the full-resolution refinement in :func:`fused_labels`). Defaults were chosen on the default model's validation scans (never on
     benchmark scans); the unitless ones are :class:`.fusion.FusionConfig`'s.
     """
 
@@ -37,7 +37,7 @@ class FusionParams:
     min_radius_um: float = setting(0.75, "seeds need a mean ray distance of at least this (um)")
     min_volume_um3: float = setting(1.0, "components smaller than this are dropped (um^3)")
     smooth_um: float = setting(0.4, "Gaussian smoothing of the seed map (um)")
-    # boundary refinement at full resolution (refine_to_intensity)
+    # boundary refinement at full resolution (refine.py, inside fused_labels)
     refine_boundaries: bool = setting(True, "move boundaries to the full-resolution intensity edge (segmentation/refine.py)")
     refine_band_um: float = setting(0.4, "how far (um) a boundary may move in the refinement")
     refine_sigma_um: float = setting(0.2, "Gaussian smoothing of the intensity before the edge search (um)")
@@ -66,26 +66,35 @@ def normalization_from_attrs(attrs: dict, source) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def prepare_volume(source, voxel_size_um: float, working_pixel_um: float, normalize: tuple[float, float], bin_factor: int | None = None) -> tuple[np.ndarray, int]:
-    """Normalised volume binned to the working pixel size (slab-wise from a lazy array); returns (volume, factor)."""
+def prepare_volume(source, voxel_size_um: float, working_pixel_um: float, normalize: tuple[float, float], bin_factor: int | None = None, *, runner=None, progress=None) -> tuple[np.ndarray, int]:
+    """Normalised volume binned to the working pixel size (chunk slab by chunk slab from a lazy array,
+    segments in parallel with ``runner``); returns (volume, factor)."""
     factor = bin_factor or bin_factor_for(voxel_size_um, working_pixel_um)
-    return bin_volume_slabwise(source, factor, normalize), factor
+    return bin_volume_slabwise(source, factor, normalize, runner=runner, progress=progress), factor
 
 
-def view_probabilities(model_dir: str | os.PathLike, source, voxel_size_um: float, out_path: str | os.PathLike, *, normalize: tuple[float, float], bin_factor: int | None = None, views: tuple[str, ...] = VIEWS, attrs: dict | None = None, batch_size: int = 8) -> dict:
-    """Predict the three view maps of ``source`` (z, y, x) with the model in ``model_dir``; write ``out_path``."""
+def view_probabilities(model_dir: str | os.PathLike, source, voxel_size_um: float, out_path: str | os.PathLike, *, normalize: tuple[float, float], bin_factor: int | None = None, views: tuple[str, ...] = VIEWS, attrs: dict | None = None, batch_size: int = 8, runner=None, report=None) -> dict:
+    """Predict the three view maps of ``source`` (z, y, x; array, lazy Zarr array or Zarr path) with
+    the model in ``model_dir``; write ``out_path``. ``runner``: bins the scan's segments in parallel
+    (:class:`nmc_assets.blockwise.BlockRunner`); ``report``: receives progress lines."""
+    from ..blockwise import Progress
+    from ..storage import open_zarr
     from .model import load_stardist, read_model_meta
     from .views import write_view_maps
 
     t0 = time.time()
     meta = read_model_meta(model_dir)
     working = float(meta["working_pixel_um"])
-    volume, factor = prepare_volume(source, voxel_size_um, working, normalize, bin_factor)
+    shape = tuple((open_zarr(source) if isinstance(source, (str, os.PathLike)) else source).shape)
+    scan = (attrs or {}).get("scan_id")
+    progress = Progress(f"view_probabilities {scan}: binning" if scan else "view_probabilities: binning", 0, report, unit="segments")
+    volume, factor = prepare_volume(source, voxel_size_um, working, normalize, bin_factor, runner=runner, progress=progress)
+    t_bin = time.time() - t0
     model = load_stardist(model_dir)
     info = {
         **(attrs or {}),
         "bin_factor": factor,
-        "full_shape": list(source.shape),
+        "full_shape": list(shape),
         "voxel_size_um": voxel_size_um,
         "pixel_um": voxel_size_um * factor,
         "model": meta.get("name"),
@@ -93,26 +102,24 @@ def view_probabilities(model_dir: str | os.PathLike, source, voxel_size_um: floa
         "normalize": list(normalize),
     }
     write_view_maps(model, volume, out_path, info, views=views, batch_size=batch_size)
-    return {**info, "binned_shape": list(volume.shape), "seconds": round(time.time() - t0, 2)}
+    return {**info, "binned_shape": list(volume.shape), "binning_seconds": round(t_bin, 2), "seconds": round(time.time() - t0, 2)}
 
 
-def write_labels_upsampled(labels: np.ndarray, factor: int, full_shape: tuple[int, int, int], out_path: str | os.PathLike, attrs: dict) -> Path:
-    """Upsample binned labels (nearest) slab by slab into a uint32 Zarr array at ``out_path`` (atomic)."""
-    import zarr
+def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, params: FusionParams = FusionParams(), *, views: tuple[str, ...] | None = None, attrs: dict | None = None,
+                 intensity=None, band_um: float = 0.4, sigma_um: float = 0.2, block_shape: tuple[int, int, int] | None = None,
+                 runner=None, report=None, memory_budget: int | None = None) -> tuple[np.ndarray, dict]:
+    """Fuse the stored view maps into 3D labels (binned, whole) and write them at full resolution,
+    block by block (:mod:`.fullres`); return (binned labels, info).
 
-    from ..storage import _jsonable, atomic_path, default_chunks
-
-    chunks = default_chunks(tuple(full_shape))
-    with atomic_path(out_path) as tmp:
-        z = zarr.create_array(store=str(tmp), shape=tuple(full_shape), dtype="uint32", chunks=chunks, zarr_format=3)
-        for z0, block in upsample_labels_slabs(labels, factor, tuple(full_shape), slab=chunks[0]):
-            z[z0 : z0 + block.shape[0]] = block.astype(np.uint32)
-        z.attrs.update(_jsonable(attrs))
-    return Path(out_path)
-
-
-def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, params: FusionParams = FusionParams(), *, views: tuple[str, ...] | None = None, attrs: dict | None = None) -> tuple[np.ndarray, dict]:
-    """Fuse the stored view maps into 3D labels, write them at full resolution; return (binned labels, info)."""
+    ``intensity``: the tomogram (Zarr path, or array of the full shape) whose edges the boundaries are
+    moved to (:mod:`.refine`; ``band_um``: how far a boundary may move, ``sigma_um``: smoothing, both
+    converted with the voxel size); None = plain nearest upsampling. ``block_shape`` (voxels, whole
+    output chunks), ``runner`` (:class:`nmc_assets.blockwise.BlockRunner`; None = blocks one after the
+    other here), ``report`` (progress lines) and ``memory_budget`` (bytes) change how, never what.
+    """
+    from ..blockwise import Progress
+    from ..storage import open_zarr
+    from .fullres import write_full_resolution
     from .views import read_fused_maps
 
     t0 = time.time()
@@ -121,17 +128,36 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
     labels = fuse(prob, dist, fusion_config_for(pixel_um, params))
     del prob, dist
     n = int(labels.max())
+    factor, full_shape, voxel_um = int(vattrs["bin_factor"]), tuple(vattrs["full_shape"]), float(vattrs["voxel_size_um"])
     info = {
         **(attrs or {}),
         "voxel_size_um": vattrs["voxel_size_um"],
         "n_particles": n,
         "method": params.method,
         "views": list(views or vattrs["views"]),
-        "bin_factor": int(vattrs["bin_factor"]),
+        "bin_factor": factor,
         "model": vattrs.get("model"),
     }
-    write_labels_upsampled(labels, int(vattrs["bin_factor"]), tuple(vattrs["full_shape"]), out_path, info)
-    return labels, {**info, "seconds": round(time.time() - t0, 2)}
+    scan = str((attrs or {}).get("scan_id") or Path(out_path).name)
+    refinement = keep = source = None
+    name = str(intensity) if isinstance(intensity, (str, os.PathLike)) else f"tomogram of {scan}"
+    if intensity is not None:
+        from .refine import Refinement, keep_table, lost_labels, scan_threshold
+
+        source = open_zarr(intensity) if isinstance(intensity, (str, os.PathLike)) else intensity
+        band, sigma = max(1, round(band_um / voxel_um)), max(0.5, sigma_um / voxel_um)
+        threshold = scan_threshold(labels, factor, source, sigma) if n else 0.0
+        refinement = Refinement(band, sigma, threshold)
+        keep = keep_table(lost_labels(labels, factor, full_shape, band), n)
+        info["boundary_refinement"] = {"band_voxels": band, "sigma_voxels": sigma, "threshold": threshold, "hops": refinement.hops}
+    progress = Progress(f"fused_labels {scan}: full resolution", 0, report)
+    written = write_full_resolution(labels, factor, full_shape, out_path, info, intensity=source, refinement=refinement, keep=keep,
+                                    source_name=name, block_shape=block_shape, runner=runner, progress=progress,
+                                    memory_budget=memory_budget, scan=scan)
+    if refinement is not None:
+        before, after = written["labelled_before"], written["labelled_after"]
+        info["boundary_refinement"]["foreground_change"] = (after - before) / max(before, 1)
+    return labels, {**info, "blocks": written["blocks"], "block_shape": written["block_shape"], "seconds": round(time.time() - t0, 2)}
 
 
 def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size_um: float, *, min_area_um2: float = 3.0, fg_threshold: float = FusionConfig.fg_threshold, grow: bool = True) -> tuple[np.ndarray, dict]:
@@ -180,17 +206,3 @@ def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size
     out = relabel_sequential(out)[0].astype(np.uint32)
     return out, {"n_objects": int(out.max()), "n_seeds": int(seeds.max()), "working_shape": list(small.shape), "zoom": zoom,
                  "predict_seconds": round(seconds, 2), "thresholds": meta.get("thresholds")}
-
-
-def refine_to_intensity(labels_path: str | os.PathLike, intensity, voxel_size_um: float, params: FusionParams = FusionParams()) -> dict:
-    """Move the boundaries of the stored labels to the full-resolution intensity edge (``refine.py``).
-
-    ``params.refine_band_um``: how far a boundary may move; ``params.refine_sigma_um``: smoothing of the
-    intensity (both in um, converted with ``voxel_size_um``). Returns the threshold, band and the
-    foreground volume change.
-    """
-    from .refine import refine_labels_zarr
-
-    band = max(1, round(params.refine_band_um / voxel_size_um))
-    info = refine_labels_zarr(labels_path, intensity, band=band, sigma=max(0.5, params.refine_sigma_um / voxel_size_um))
-    return {**info, "band_voxels": band}

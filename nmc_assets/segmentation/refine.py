@@ -4,30 +4,84 @@ Fusion runs on binned slices, and nearest-neighbour upsampling places particle b
 binned pixel off (on the default scans the fused particles came out about 10 % too small in volume).
 This pass moves every boundary to the particle/matrix intensity edge, at full resolution:
 
-- markers: each label eroded by ``band`` voxels (labels that vanish keep all their voxels), so the
-  particle interior, cracks and voids included, is never changed;
-- landscape: the gradient magnitude (Sobel) of the Gaussian-smoothed intensity, whose ridge is the
-  edge of a blurred step;
-- mask: within ``band`` voxels of the fused foreground, the markers plus every voxel brighter than the
-  particle/matrix threshold (midpoint between the median intensity inside particles and the median of
-  the matrix away from them);
-- a seeded watershed floods the mask from the markers, so touching particles stay apart.
+- core: the labelled voxels farther than ``band`` voxels from the background (``binary_erosion`` by
+  ``band``); its inside is copied unchanged, so particle interiors, cracks and voids included, never
+  change; labels with no core voxel at all ("lost") are kept whole;
+- markers: the one-voxel rim of the core, plus every voxel of a lost label;
+- open voxels: within ``band`` voxels of the fused foreground, outside the core, and brighter than
+  the particle/matrix threshold (midpoint between the median smoothed intensity inside particles and
+  the median of the matrix away from them) after Gaussian smoothing (``sigma`` voxels);
+- flood: every open voxel takes the label of the nearest marker (fewest faces through open voxels,
+  at most ``hops``); among equally near markers the one reached through the lowest sum of the Sobel
+  gradient of the smoothed intensity (so touching particles split along the intensity edge), then the
+  lowest label. Open voxels farther than ``hops`` faces and everything else become background.
 
-Axes are (z, y, x); distances in voxels. Works slab by slab along z with a halo, so memory stays bounded.
+Locality: every output voxel depends only on the inputs within :func:`refine_halo` voxels (the lost
+labels and the threshold are computed once for the whole scan first: :func:`lost_labels`,
+:func:`scan_threshold`), so a blockwise run with that halo equals the whole-volume run bit for bit,
+for any block shape and worker count. The flood is a breadth-first one with the gradient as tie-break;
+a seeded watershed (the former method) can travel arbitrarily far along the open shell, which made
+results depend on the slabs. On the default scans the two give the same AP@0.5 and a mean matched
+IoU 0.002 higher (benchmarks/results/segmentation_blockwise.md).
+
+Axes are (z, y, x); distances in voxels; intensities in the tomogram's units.
 """
 
 from __future__ import annotations
 
 import math
-import os
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
+#: Flood reach in faces per voxel of band (+ 2): the marker rim lies ``band`` inside the fused
+#: boundary and open voxels end ``band`` outside it (2 band + 1 faces straight across); the rest lets
+#: the flood go round corners. On 0.07-um data (band 6) 0.1 % of the labelled voxels differ from an
+#: unlimited flood at this reach, 3 % at 2 band + 1.
+HOPS_PER_BAND = 3
+#: Region (z, y, x voxels, centred, clipped to the scan) the particle/matrix threshold is estimated on:
+#: the central 128 slices of a scan up to 512 x 512 voxels across (the whole plane of the default
+#: scans), a bounded central block of larger scans.
+THRESHOLD_REGION = (128, 512, 512)
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Settings of one refinement: ``band`` / ``sigma`` in voxels, ``threshold`` in intensity units."""
+
+    band: int
+    sigma: float
+    threshold: float
+
+    @property
+    def hops(self) -> int:
+        return HOPS_PER_BAND * self.band + 2
+
+    @property
+    def halo(self) -> int:
+        return refine_halo(self.band, self.sigma)
+
+
+def gaussian_radius(sigma: float) -> int:
+    """Voxels each side that ``ndimage.gaussian_filter`` reads (its default truncation at 4 sigma)."""
+    return int(4.0 * float(sigma) + 0.5)
+
+
+def refine_halo(band: int, sigma: float) -> int:
+    """Voxels of context each side of a block that make its refined labels exact (see the module doc):
+    the flood's reach plus the farther of the smoothing + gradient reach and the core depth test."""
+    return HOPS_PER_BAND * band + 2 + max(gaussian_radius(sigma) + 1, band + 2)
+
+
+def smooth_intensity(intensity: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed intensity (float32; integer input is not copied to float first)."""
+    return ndi.gaussian_filter(np.asarray(intensity), sigma, output=np.float32)
+
 
 def particle_matrix_threshold(labels: np.ndarray, intensity: np.ndarray, sigma: float = 1.0) -> float:
     """Midpoint between the median smoothed intensity inside particles and in the matrix away from them."""
-    smooth = ndi.gaussian_filter(np.asarray(intensity, np.float32), sigma)
+    smooth = smooth_intensity(intensity, sigma)
     fg = labels > 0
     inside = ndi.binary_erosion(fg, iterations=2)
     outside = ~ndi.binary_dilation(fg, iterations=3)
@@ -36,60 +90,83 @@ def particle_matrix_threshold(labels: np.ndarray, intensity: np.ndarray, sigma: 
     return float(0.5 * (np.median(smooth[inside]) + np.median(smooth[outside])))
 
 
-def refine_labels(labels: np.ndarray, intensity: np.ndarray, threshold: float, band: int = 2, sigma: float = 1.0) -> np.ndarray:
-    """Move label boundaries (within ``band`` voxels) onto the intensity edge; see the module docstring."""
-    from skimage.filters import sobel
-    from skimage.segmentation import watershed
+def threshold_region(shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The centred :data:`THRESHOLD_REGION` of a (z, y, x) scan of ``shape``."""
+    return tuple(slice(max(0, s // 2 - r // 2), max(0, s // 2 - r // 2) + min(s, r)) for s, r in zip(shape, THRESHOLD_REGION))
 
+
+def scan_threshold(binned: np.ndarray, factor: int, intensity, sigma: float) -> float:
+    """:func:`particle_matrix_threshold` of a scan on its :func:`threshold_region` (bounded memory).
+
+    ``binned``: the fused labels at the binned resolution; ``intensity``: the full-resolution (z, y, x)
+    array-like (a lazily read Zarr array is fine).
+    """
+    from .scaling import upsample_region
+
+    region = threshold_region(tuple(intensity.shape))
+    return particle_matrix_threshold(upsample_region(binned, factor, region), np.asarray(intensity[region]), sigma)
+
+
+def lost_labels(binned: np.ndarray, factor: int, full_shape: tuple[int, ...], band: int) -> np.ndarray:
+    """Ids (sorted) of the labels with no voxel in the core of the upsampled labels (see module doc).
+
+    Exact, computed on the binned labels: a binned voxel whose neighbours within ``ceil(band / factor)``
+    are all labelled upsamples to core voxels only, so its label is not lost; the few other labels are
+    checked at full resolution in their bounding box (with a margin, so the erosion there is exact).
+    """
+    from .scaling import upsample_region
+
+    r = max(1, math.ceil(band / factor))
+    fg = binned > 0
+    deep = ndi.binary_erosion(fg, structure=np.ones((3,) * binned.ndim, bool), iterations=r, border_value=1)
+    candidates = np.setdiff1d(np.unique(binned[fg]), np.unique(binned[deep]))
+    if not candidates.size:
+        return candidates.astype(np.uint32)
+    boxes = ndi.find_objects(binned, max_label=int(candidates.max()))
+    lost = []
+    for lab in candidates:
+        box = tuple(slice(max(0, s.start - r - 1), min(n, s.stop + r + 1)) for s, n in zip(boxes[lab - 1], binned.shape))
+        full = tuple(slice(b.start * factor, min(b.stop * factor, n)) for b, n in zip(box, full_shape))
+        up = upsample_region(binned, factor, full)
+        core = ndi.binary_erosion(up > 0, iterations=band, border_value=1)
+        if not np.any(core & (up == lab)):
+            lost.append(lab)
+    return np.asarray(lost, np.uint32)
+
+
+def keep_table(lost: np.ndarray, n_labels: int) -> np.ndarray:
+    """uint8 lookup by label id (``n_labels + 1`` entries): 1 for the lost labels."""
+    keep = np.zeros(int(n_labels) + 1, np.uint8)
+    keep[np.asarray(lost, np.int64)] = 1
+    return keep
+
+
+def refine_block(labels: np.ndarray, intensity: np.ndarray, refinement: Refinement, keep: np.ndarray) -> np.ndarray:
+    """Refined labels (uint32) of one block read with its halo; exact at least :func:`refine_halo`
+    voxels from any block face that is not a face of the scan. ``keep``: :func:`keep_table`."""
+    from . import _refine_kernels as kernels
+
+    labels = np.ascontiguousarray(labels, dtype=np.uint32)
     if labels.shape != intensity.shape:
         raise ValueError(f"labels {labels.shape} and intensity {intensity.shape} differ in shape")
-    if band < 1 or not labels.any():
+    if refinement.band < 1 or not labels.any():
         return labels.copy()
-    smooth = ndi.gaussian_filter(np.asarray(intensity, np.float32), sigma)
-    fg = labels > 0
+    smooth = smooth_intensity(intensity, refinement.sigma)
+    cls = kernels.classify(labels, smooth, keep, refinement.band, np.float32(refinement.threshold))
+    return kernels.flood(labels, smooth, cls, refinement.hops)
+
+
+def refine_labels(labels: np.ndarray, intensity: np.ndarray, threshold: float, band: int = 2, sigma: float = 1.0) -> np.ndarray:
+    """Move label boundaries (within ``band`` voxels) onto the intensity edge of a whole volume in
+    memory; see the module docstring. Returns labels of the input's dtype."""
+    if labels.shape != intensity.shape:
+        raise ValueError(f"labels {labels.shape} and intensity {intensity.shape} differ in shape")
+    lab = np.asarray(labels)
+    if band < 1 or not lab.any():
+        return lab.copy()
+    fg = lab > 0
     core = ndi.binary_erosion(fg, iterations=band, border_value=1)
-    lost = np.setdiff1d(np.unique(labels[fg]), np.unique(labels[core]))
-    keep = np.isin(labels, lost) if lost.size else np.zeros_like(fg)
-    # only the rim of the core can flood anything: the core's inside is copied, not flooded (5-10x faster)
-    inside = ndi.binary_erosion(core, border_value=1) & ~keep
-    markers = np.where((core & ~inside) | keep, labels, 0)
-    near = ndi.binary_dilation(fg, iterations=band)
-    mask = near & ~inside & (core | keep | (smooth > threshold))
-    refined = watershed(sobel(smooth), markers, mask=mask)
-    refined[inside] = labels[inside]
-    return refined.astype(labels.dtype, copy=False)
-
-
-def refine_labels_zarr(labels_path: str | os.PathLike, intensity, *, band: int = 2, sigma: float = 1.0, slab: int = 64) -> dict:
-    """Refine the uint32 label Zarr at ``labels_path`` in place (atomically) against ``intensity``.
-
-    ``intensity``: an array-like (z, y, x) of the same shape (a lazily read Zarr array is fine). The
-    threshold is estimated on the central 128 slices; the watershed runs on slabs of ``slab`` slices with a halo
-    of ``band + 3 sigma + 2`` slices. Returns the threshold and the foreground volume change.
-    """
-    import zarr
-
-    from ..storage import _jsonable, atomic_path, open_zarr
-
-    src = open_zarr(labels_path)  # pinned to the current version while the new one is written
-    shape = tuple(src.shape)
-    if tuple(intensity.shape) != shape:
-        raise ValueError(f"{labels_path}: labels {shape} and tomogram {tuple(intensity.shape)} differ in shape")
-    halo = band + int(math.ceil(3 * sigma)) + 2
-    starts = list(range(0, shape[0], slab))
-    middle = slice(max(0, shape[0] // 2 - 64), shape[0] // 2 + 64)  # threshold from the central 128 slices
-    threshold = particle_matrix_threshold(np.asarray(src[middle]), np.asarray(intensity[middle], np.float32), sigma)
-    before = after = 0
-    with atomic_path(labels_path) as tmp:
-        out = zarr.create_array(store=str(tmp), shape=shape, dtype=src.dtype, chunks=src.chunks, zarr_format=3)
-        for z0 in starts:
-            z1 = min(z0 + slab, shape[0])
-            a, b = max(0, z0 - halo), min(shape[0], z1 + halo)
-            block = np.asarray(src[a:b])
-            refined = refine_labels(block, np.asarray(intensity[a:b], np.float32), threshold, band, sigma)
-            core = refined[z0 - a : z0 - a + (z1 - z0)]
-            before += int(np.count_nonzero(block[z0 - a : z0 - a + (z1 - z0)]))
-            after += int(np.count_nonzero(core))
-            out[z0:z1] = core
-        out.attrs.update(_jsonable({**dict(src.attrs), "boundary_refinement": {"band_voxels": band, "sigma_voxels": sigma, "threshold": threshold}}))
-    return {"threshold": threshold, "foreground_change": (after - before) / max(before, 1)}
+    lost = np.setdiff1d(np.unique(lab[fg]), np.unique(lab[core]))
+    keep = keep_table(lost, int(lab.max()))
+    refined = refine_block(lab, intensity, Refinement(int(band), float(sigma), float(threshold)), keep)
+    return refined.astype(lab.dtype, copy=False)

@@ -8,6 +8,8 @@ integer closest to working / voxel size (0.2 um -> 2, 0.1 um -> 4, 0.07 um -> 6)
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -44,22 +46,76 @@ def bin_mean(volume: np.ndarray, factor: int) -> np.ndarray:
     return vol.reshape(new).mean(axis=tuple(range(1, 2 * vol.ndim, 2)), dtype=np.float32)
 
 
-def bin_volume_slabwise(source, factor: int, normalize: tuple[float, float] | None = None) -> np.ndarray:
-    """Bin a (z, y, x) array-like (numpy or lazy Zarr) slab by slab; peak memory ~ one slab + the result.
+def bin_volume_slabwise(source, factor: int, normalize: tuple[float, float] | None = None, *, runner=None, progress=None) -> np.ndarray:
+    """Bin a (z, y, x) array-like (numpy, lazy Zarr array or the path of a stored Zarr array) to
+    float32 by ``factor`` (voxels) per axis; peak memory ~ one slab of source chunks + the result.
 
-    ``normalize=(lo, hi)`` maps intensities to ``(v - lo) / (hi - lo)`` (float32) on the fly.
+    ``normalize=(lo, hi)`` maps intensities to ``(v - lo) / (hi - lo)`` (float32) on the fly. The scan
+    is read in z segments of whole source chunks and bins (:func:`bin_segments`), each chunk once;
+    ``runner`` (:class:`nmc_assets.blockwise.BlockRunner`) bins the segments in parallel, ``progress``
+    (:class:`nmc_assets.blockwise.Progress`) counts them. Every bin is the mean of the same float32
+    values in the same order whatever the segments, so the result does not depend on them.
     """
-    shape = tuple(source.shape)
-    out = np.empty(binned_shape(shape, factor), np.float32)
-    for i, z0 in enumerate(range(0, shape[0], factor)):
-        slab = np.asarray(source[z0 : z0 + factor], dtype=np.float32)
-        if normalize is not None:
-            lo, hi = normalize
-            slab = (slab - lo) / max(hi - lo, 1e-12)
-        if slab.shape[0] < factor:  # last partial slab: replicate edge
-            slab = np.concatenate([slab, np.repeat(slab[-1:], factor - slab.shape[0], 0)])
-        out[i] = bin_mean(slab, factor)[0]
+    from ..storage import open_zarr
+
+    src = open_zarr(source) if isinstance(source, (str, os.PathLike)) else source
+    segments = bin_segments(tuple(src.shape), factor, _chunk_depth(src))
+    if progress is not None:
+        progress.total = len(segments)
+    if runner is None:
+        parts = []
+        for seg in segments:
+            parts.append(bin_segment(seg, source=source, factor=factor, normalize=normalize))
+            if progress is not None:
+                progress.advance()
+    else:
+        parts = runner.map(bin_segment, segments, progress=progress, source=source, factor=factor, normalize=normalize)
+    return np.concatenate(parts, axis=0)
+
+
+def _chunk_depth(source) -> int:
+    chunks = getattr(source, "chunks", None)
+    return int(chunks[0]) if chunks else 64
+
+
+def bin_segments(shape: tuple[int, ...], factor: int, chunk_depth: int, min_depth: int = 64) -> list[slice]:
+    """z ranges (full-resolution voxels) that start on both a chunk and a bin boundary (multiples of
+    ``lcm(factor, chunk_depth)``, at least ``min_depth`` deep) and tile ``range(shape[0])``."""
+    step = math.lcm(int(factor), int(chunk_depth))
+    step *= max(1, -(-min_depth // step))
+    return [slice(z0, min(shape[0], z0 + step)) for z0 in range(0, shape[0], step)]
+
+
+def bin_segment(segment: slice, *, source, factor: int, normalize: tuple[float, float] | None) -> np.ndarray:
+    """The binned planes of one z ``segment`` (see :func:`bin_segments`) of ``source`` (array or
+    Zarr path): reads whole chunk slabs, bins each run of ``factor`` planes as :func:`bin_mean`."""
+    from ..storage import open_zarr
+
+    src = open_zarr(source) if isinstance(source, (str, os.PathLike)) else source
+    depth, end = _chunk_depth(src), segment.stop
+    out = np.empty((-(-(end - segment.start) // factor), *binned_shape(tuple(src.shape[1:]), factor)), np.float32)
+    carry, i = None, 0
+    for z0 in range(segment.start, end, depth):
+        slab = np.asarray(src[z0 : min(end, z0 + depth)])
+        if carry is not None:
+            slab = np.concatenate([carry, slab])
+        whole = slab.shape[0] - slab.shape[0] % factor if min(end, z0 + depth) < end else slab.shape[0]
+        for a in range(0, whole, factor):
+            out[i] = _bin_planes(slab[a : a + factor], factor, normalize)
+            i += 1
+        carry = slab[whole:] if whole < slab.shape[0] else None
     return out
+
+
+def _bin_planes(planes: np.ndarray, factor: int, normalize: tuple[float, float] | None) -> np.ndarray:
+    """One binned plane from up to ``factor`` source planes (a short last run is edge-replicated)."""
+    slab = np.asarray(planes, dtype=np.float32)
+    if normalize is not None:
+        lo, hi = normalize
+        slab = (slab - lo) / max(hi - lo, 1e-12)
+    if slab.shape[0] < factor:  # last partial slab: replicate edge
+        slab = np.concatenate([slab, np.repeat(slab[-1:], factor - slab.shape[0], 0)])
+    return bin_mean(slab, factor)[0]
 
 
 def bin_labels_mode(labels: np.ndarray, factor: int) -> np.ndarray:
@@ -91,3 +147,10 @@ def upsample_labels_slabs(labels: np.ndarray, factor: int, full_shape: tuple[int
         block = labels[zi]
         block = np.repeat(np.repeat(block, factor, axis=1), factor, axis=2)[:, :Y, :X]
         yield z0, block
+
+
+def upsample_region(labels: np.ndarray, factor: int, region: tuple[slice, ...]) -> np.ndarray:
+    """Nearest-neighbour upsampling of binned (z, y, x) labels, only the full-resolution ``region``
+    (slices with explicit start/stop, in full-resolution voxels) -- what a block reads with its halo."""
+    index = [np.arange(s.start, s.stop) // factor for s in region]
+    return labels[np.ix_(*index)]

@@ -10,7 +10,7 @@ import tifffile
 import zarr
 
 from nmc_assets.defs.beamline import raw_tomogram
-from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.defs.resources import BlocksResource, DataRootResource
 from nmc_assets.defs.segmentation import fused_labels, segmentation_accuracy, stardist_model, stardist_training_set, view_probabilities
 from nmc_assets.paths import DataLayout
 
@@ -35,7 +35,7 @@ def data_root(tmp_path_factory, phantom_scans, tiny_model):
     shutil.copytree(tiny_model[0], DataLayout.from_path(root).stardist_model("tiny"))
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("scan", ["sa", "sv", "nolabels"])
-    resources = {"data_root": DataRootResource(data_dir=str(root))}
+    resources = {"data_root": DataRootResource(data_dir=str(root)), "blocks": BlocksResource(workers=2)}
     for scan in ("sa", "sv", "nolabels"):
         assert dg.materialize([raw_tomogram], partition_key=scan, instance=instance, resources=resources).success
     return root, instance, resources

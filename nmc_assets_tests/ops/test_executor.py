@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from nmc_assets.defs import executor as ex
-from nmc_assets.defs.resources import DataRootResource
+from nmc_assets.defs.resources import BlocksResource, DataRootResource
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO / "deploy" / "k8s"
@@ -129,7 +129,7 @@ def test_rebuilt_gpu_asset_still_materializes_with_config_resources_and_checks(t
         defs.assets,
         partition_key="s1",
         instance=instance,
-        resources={"data_root": DataRootResource(data_dir=str(tmp_path))},
+        resources={"data_root": DataRootResource(data_dir=str(tmp_path)), "blocks": BlocksResource(workers=2)},
         run_config={"ops": {"gpu_probe": {"config": {"factor": 3.5}}}},
     )
     assert result.success

@@ -37,3 +37,12 @@ def tiny_model(tmp_path_factory, phantom_scans):
     out = tmp_path_factory.mktemp("models") / "stardist" / "tiny"
     meta = train_stardist(*flat(train), *flat(val), out, cfg, extra_meta={"made_by": "test fixture"})
     return out, meta
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A local Dask cluster of 2 worker processes with 1 thread each (started once per session)."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
+    yield cluster
+    cluster.close()

@@ -1,11 +1,11 @@
 """Boundary refinement: under-sized labels grow to the intensity edge, touching particles stay apart,
-cracked particles stay whole, and the slab-wise Zarr pass equals the in-memory one."""
+cracked particles stay whole, and blocks computed with the halo equal the whole volume."""
 
 import numpy as np
+import pytest
 from scipy import ndimage as ndi
 
-from nmc_assets.segmentation.refine import particle_matrix_threshold, refine_labels, refine_labels_zarr
-from nmc_assets.storage import read_zarr, write_zarr
+from nmc_assets.segmentation.refine import particle_matrix_threshold, refine_labels
 
 
 def _two_touching_balls(shape=(48, 48, 80), radius=12.0):
@@ -52,12 +52,37 @@ def test_refinement_recovers_volume_and_keeps_particles_apart_and_whole():
     assert np.array_equal(ndi.binary_fill_holes(refined == 1), refined == 1)
 
 
-def test_slabwise_zarr_pass_matches_in_memory(tmp_path):
-    truth, image = _two_touching_balls()
-    undersized = _shrink(truth, 2)
-    path = tmp_path / "labels.zarr"
-    write_zarr(path, undersized, chunks=(8, 48, 80), attrs={"scan_id": "s"})
-    info = refine_labels_zarr(path, image, band=3, sigma=1.0, slab=8)
-    assert info["foreground_change"] > 0.2
-    in_memory = refine_labels(undersized, image, info["threshold"], band=3, sigma=1.0)
-    assert np.array_equal(read_zarr(path), in_memory)
+def _scene(shape=(40, 56, 72), n=14, seed=3):
+    """Random touching balls (some cut by the border, one tiny) and a blurred noisy image of them."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.indices(shape)
+    truth = np.zeros(shape, np.uint32)
+    for i in range(1, n + 1):
+        c = rng.uniform(0, 1, 3) * shape
+        r = 2.0 if i == n else rng.uniform(6, 11)
+        ball = (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r * r
+        truth[ball & (truth == 0)] = i
+    image = ndi.gaussian_filter(np.where(truth > 0, 200.0, 60.0), 1.2) + rng.normal(0, 6, shape)
+    return truth, np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("block", [(8, 16, 16), (13, 9, 30), (40, 56, 72)])
+def test_blocks_with_the_halo_equal_the_whole_volume(block):
+    from nmc_assets.blockwise import block_grid
+    from nmc_assets.segmentation.refine import Refinement, keep_table, refine_block
+
+    truth, image = _scene()
+    labels = _shrink(truth, 1)
+    threshold = particle_matrix_threshold(labels, image)
+    whole = refine_labels(labels, image, threshold, band=3, sigma=1.0)
+    assert 0 < np.count_nonzero(whole != labels) and np.count_nonzero(whole) > np.count_nonzero(labels)
+    fg = labels > 0
+    lost = np.setdiff1d(np.unique(labels[fg]), np.unique(labels[ndi.binary_erosion(fg, iterations=3, border_value=1)]))
+    assert lost.size  # the tiny ball is kept whole
+    assert np.array_equal(whole[np.isin(labels, lost)], labels[np.isin(labels, lost)])
+    settings = Refinement(3, 1.0, threshold)
+    out = np.zeros_like(labels)
+    for b in block_grid(labels.shape, block, settings.halo):
+        refined = refine_block(labels[b.outer], image[b.outer], settings, keep_table(lost, int(labels.max())))
+        out[b.core] = refined[b.core_in_outer]
+    assert np.array_equal(out, whole)
