@@ -1,4 +1,4 @@
-"""Where torch runs: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (DESIGN section 5).
+"""Where torch runs: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (docs/design.md §5).
 
 TensorFlow (StarDist) finds GPUs by itself; this only concerns torch.
 """

@@ -17,7 +17,7 @@ subsample; R^2 and MAE of those are the main scores (a 5 % split of 500 particle
 A reference forest fitted on all particles of the condition is kept (for reuse and for the SHAP
 beeswarm of every particle).
 
-Input: a DataFrame with the ``particle_features`` columns of DESIGN 3.3. The science core does not
+Input: a DataFrame with the ``particle_features`` columns of docs/design.md §3.3. The science core does not
 import Dagster; ``shap`` is imported lazily (3-4 s).
 """
 
@@ -109,7 +109,7 @@ class DamageModelConfig:
     subsample_size: int = setting(500, "Particles per subsample (all, when fewer).")
     cv_folds: int = setting(5, "Folds of the out-of-fold score per subsample.")
     min_particles: int = setting(MIN_PARTICLES, "A condition with fewer usable particles is skipped.")
-    attributes: tuple[str, ...] = setting(STUDY_ATTRIBUTES, "Candidate attributes (DESIGN 3.3 columns).")
+    attributes: tuple[str, ...] = setting(STUDY_ATTRIBUTES, "Candidate attributes (docs/design.md §3.3 columns).")
     exclude_attributes: tuple[str, ...] = setting(DEFAULT_EXCLUDED_ATTRIBUTES, "Attributes left out. Default: those that restate "
                                                   "damage (LEAKY_ATTRIBUTES). [] regresses on the study's full list.")
     include_border_particles: bool = setting(False, "Keep particles cut by the volume border.")

@@ -4,7 +4,7 @@ The law mirrors the virtual beamline's: damage grows with particle size (equival
 depth along z (towards the separator), with the contact fraction and with the number of cycles, plus
 noise; nothing else. Every other attribute is either independent of damage (orientations, elongation,
 neighbour statistics) or a leak that restates it (crack surface, intensity statistics), as in real
-features. Columns follow DESIGN 3.3.
+features. Columns follow docs/design.md §3.3.
 """
 
 from __future__ import annotations

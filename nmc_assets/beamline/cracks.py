@@ -1,4 +1,4 @@
-"""Cracking one particle along its grain boundaries (DESIGN 4 "Virtual beamline").
+"""Cracking one particle along its grain boundaries (docs/design.md §4 "Virtual beamline").
 
 Given the particle's voxels and its grain labels (radial GBPD from :mod:`nmc_assets.particles.grains`),
 the crack pattern is:

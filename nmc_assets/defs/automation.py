@@ -1,6 +1,6 @@
 """Automation: the nightly ``reprocess_scans`` schedule and declarative automation of downstream assets.
 
-Who starts what (DESIGN section 2, "Automation"):
+Who starts what (docs/design.md §2, "Automation"):
 
 * ``incoming_scans`` (sensor, ``defs/beamline.py``) registers new scans as partitions and launches them.
 * ``follow_new_scans`` (automation sensor, here): per-scan segmentation and feature assets
@@ -45,7 +45,7 @@ from nmc_assets.defs.partitions import scan_partitions
 REPROCESS_CRON = "0 2 * * *"
 REPROCESS_TAG = "nmc/reprocess"
 
-#: Per-scan assets that follow their parents (keys of COMMON/DESIGN section 2; absent keys are skipped).
+#: Per-scan assets that follow their parents (keys of docs/design.md §2; absent keys are skipped).
 PER_SCAN_FOLLOWERS = ("view_probabilities", "fused_labels", "particle_features")
 #: Whole-collection assets rebuilt after scans change.
 AGGREGATE_FOLLOWERS = ("particle_catalog", "damage_model", "damage_drivers")

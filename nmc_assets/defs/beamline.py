@@ -18,7 +18,7 @@ RAW_TOMOGRAM_VERSION = "ingest-v2"  # v2: streamed, source dtype kept (uint8/uin
 
 
 class RawTomogramConfig(dg.Config):
-    """Options of ``raw_tomogram`` (the defaults follow DESIGN 3.1)."""
+    """Options of ``raw_tomogram`` (the defaults follow docs/design.md §3.1)."""
 
     require_sidecar: bool = Field(
         default=False,

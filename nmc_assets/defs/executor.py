@@ -1,4 +1,4 @@
-"""Execution profiles of the code location (DESIGN section 5).
+"""Execution profiles of the code location (docs/design.md §5).
 
 The executor is configuration, not code: the environment variable ``NMC_EXECUTOR`` picks it when the
 code location loads.
@@ -47,7 +47,7 @@ MAX_CONCURRENT_ENV = "NMC_MAX_CONCURRENT"
 PRELOAD_MODULES = ["nmc_assets.definitions"]
 DEFAULT_PROFILE = "multiprocess"
 
-#: Name of the concurrency pool of GPU assets (DESIGN section 5).
+#: Name of the concurrency pool of GPU assets (docs/design.md §5).
 GPU_POOL = "gpu"
 #: The op tag read by dagster-k8s for per-step pod configuration.
 K8S_CONFIG_TAG = "dagster-k8s/config"

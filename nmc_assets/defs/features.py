@@ -87,7 +87,7 @@ def particle_features(
     context: dg.AssetExecutionContext, config: ParticleFeaturesConfig, data_root: DataRootResource,
     blocks: BlocksResource,
 ) -> dg.MaterializeResult:
-    """One row per particle of a scan with the DESIGN 3.3 attributes, in physical units.
+    """One row per particle of a scan with the docs/design.md §3.3 attributes, in physical units.
 
     Reads the tomogram (``warehouse/tomograms/<scan>.zarr``, with ``voxel_size_um`` and ``cycles`` from
     its attributes) and the instance labels (fused, or the ground truth with ``label_source: truth``).
@@ -223,9 +223,9 @@ def _read_features_file(layout, scan_id: str):
     return path, pq.read_table(path)
 
 
-@dg.asset_check(asset=particle_features, partitions_def=scan_partitions, description="every DESIGN 3.3 column, in order, with type, description and unit")
+@dg.asset_check(asset=particle_features, partitions_def=scan_partitions, description="every docs/design.md §3.3 column, in order, with type, description and unit")
 def particle_features_schema_complete(context: dg.AssetCheckExecutionContext, data_root: DataRootResource) -> dg.AssetCheckResult:
-    """The Parquet file has exactly the DESIGN 3.3 columns in order, with their types, descriptions and units."""
+    """The Parquet file has exactly the docs/design.md §3.3 columns in order, with their types, descriptions and units."""
     from nmc_assets.features.checks import schema_problems
 
     path, table = _read_features_file(data_root.layout, context.partition_key)

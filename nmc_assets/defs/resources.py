@@ -11,7 +11,7 @@ from nmc_assets.paths import DATA_DIR_ENV, DataLayout, default_data_dir
 
 
 class DataRootResource(dg.ConfigurableResource):
-    """The data root of DESIGN 3.1 (``$NMC_DATA_DIR`` or ``./data``)."""
+    """The data root of docs/design.md §3.1 (``$NMC_DATA_DIR`` or ``./data``)."""
 
     data_dir: str = Field(default="", description="Data root; empty means $NMC_DATA_DIR or ./data.")
 

@@ -47,7 +47,7 @@ class GrainSectionsConfig(dg.Config):
 def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
     """2D grain-label cross-sections used to calibrate the grain model (the EBSD side of the model).
 
-    User data from ``cross_sections/`` (uint16 TIFF + ``{"pixel_size_um"}`` sidecar, DESIGN 3.1) when present;
+    User data from ``cross_sections/`` (uint16 TIFF + ``{"pixel_size_um"}`` sidecar, docs/design.md §3.1) when present;
     otherwise embedded pseudo-EBSD sections: hard-tessellation planar sections (random orientation, offset
     up to half the radius) of particles drawn from a packaged reference parameter set. The reference is
     recorded in ``reference_params.json`` next to the sections for the quality check only; the calibration
@@ -305,7 +305,7 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
 
 @dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v1", owners=["team:synthesis"])
 def published_dataset(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
-    """Versioned release folder ``published/nmc-virtual-particles-v<version>/`` (DESIGN 3.4): dataset card README
+    """Versioned release folder ``published/nmc-virtual-particles-v<version>/`` (docs/design.md §3.4): dataset card README
     with a runnable loading example, params.json (calibrated parameters + checkpoint hash), particles.parquet,
     grains.parquet, one zlib TIFF per particle, SHA256SUMS, CC-BY-4.0. Same inputs and seed: same bytes."""
     from nmc_assets.synthesis.dataset import publish, verify_sha256sums

@@ -1,10 +1,10 @@
-"""The DuckDB catalog ``warehouse/nmc.duckdb``: SQL over every scan's features (DESIGN 3.1, 3.3).
+"""The DuckDB catalog ``warehouse/nmc.duckdb``: SQL over every scan's features (docs/design.md §3.1, 3.3).
 
 Contents:
 
 - view ``particle_features``: all ``warehouse/particle_features/scan_id=*/features.parquet`` files
   (Parquet glob, hive partitioning; new partitions appear without a rebuild). When no Parquet exists
-  yet it is an empty view with the DESIGN 3.3 columns, so the catalog is always valid.
+  yet it is an empty view with the docs/design.md §3.3 columns, so the catalog is always valid.
 - view ``scans``: one row per scan (drop folder, tomograms, labels or features) with its metadata
   (voxel size, cycles, sample, beamline from the tomogram's Zarr attributes, else the sidecar) and its
   processing status (tomogram / fused labels / features present, feature row count). A snapshot taken

@@ -8,7 +8,7 @@ from nmc_assets.features.columns import REQUIRED_COLUMNS, arrow_schema
 
 
 def schema_problems(schema) -> dict:
-    """Compare a ``pyarrow.Schema`` with the DESIGN 3.3 contract.
+    """Compare a ``pyarrow.Schema`` with the docs/design.md §3.3 contract.
 
     Returns ``{"passed", "missing", "unexpected", "wrong_type", "undocumented", "order_ok"}``.
     """

@@ -1,4 +1,4 @@
-"""The ``particle_features`` table contract (DESIGN 3.3): column order, types, descriptions and units.
+"""The ``particle_features`` table contract (docs/design.md §3.3): column order, types, descriptions and units.
 
 These constants drive the Parquet schema (field metadata ``description`` and ``unit``), the Dagster
 column schema shown in the UI, the DuckDB catalog's empty view and the asset checks.
@@ -6,7 +6,7 @@ column schema shown in the UI, the DuckDB catalog's empty view and the asset che
 
 from __future__ import annotations
 
-#: (name, arrow type name, unit, description) in DESIGN 3.3 order.
+#: (name, arrow type name, unit, description) in docs/design.md §3.3 order.
 _COLUMNS: list[tuple[str, str, str, str]] = [
     ("scan_id", "string", "", "scan (partition key)"),
     ("particle_id", "int64", "", "label value of the particle in the label volume"),
@@ -85,7 +85,7 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
     ("touches_border", "bool", "", "the particle's bounding box touches the volume boundary (shape features biased)"),
 ]
 
-#: Column names in DESIGN 3.3 order.
+#: Column names in docs/design.md §3.3 order.
 FEATURE_COLUMNS: list[str] = [c[0] for c in _COLUMNS]
 #: Arrow type name per column ("string", "int64", "float64", "bool").
 COLUMN_TYPES: dict[str, str] = {c[0]: c[1] for c in _COLUMNS}
@@ -121,4 +121,4 @@ def arrow_schema():
         )
         for name, t in COLUMN_TYPES.items()
     ]
-    return pa.schema(fields, metadata={"table": "particle_features", "contract": "DESIGN 3.3"})
+    return pa.schema(fields, metadata={"table": "particle_features", "contract": "docs/design.md §3.3"})

@@ -1,4 +1,4 @@
-"""Per-particle features of a labelled tomogram (DESIGN 3.3), vectorised over particles.
+"""Per-particle features of a labelled tomogram (docs/design.md §3.3), vectorised over particles.
 
 One pass over the label volume gives every particle's bounding box. Each particle's crop (bounding box
 + a margin) becomes a tile of a *mosaic* (:mod:`~nmc_assets.features.mosaic`): tiles stacked along z,
@@ -83,7 +83,7 @@ def compute_particle_features(
     solid_threshold: float | None = None,
     settings: FeatureSettings | None = None,
 ) -> pd.DataFrame:
-    """One row per particle with exactly :data:`FEATURE_COLUMNS` (DESIGN 3.3), sorted by ``particle_id``.
+    """One row per particle with exactly :data:`FEATURE_COLUMNS` (docs/design.md §3.3), sorted by ``particle_id``.
 
     ``labels``: (z, y, x) integer instance labels of filled particles, 0 = background. ``intensity``:
     (z, y, x) tomogram (phase values). ``voxel_size_um``: isotropic voxel edge in micrometres.

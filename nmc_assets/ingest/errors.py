@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 class ScanError(ValueError):
-    """A drop-folder file is unreadable or invalid (DESIGN 3.2).
+    """A drop-folder file is unreadable or invalid (docs/design.md §3.2).
 
     ``str(err)`` names the file and the problem, e.g.
     ``"incoming/s1.tif: truncated TIFF: 5 of 8 slices present (ImageJ metadata images=8)"``.

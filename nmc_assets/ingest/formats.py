@@ -325,7 +325,7 @@ def check_volume_shape(shape: tuple[int, ...], path: str | os.PathLike) -> None:
 
 
 def validate_volume(volume: np.ndarray, path: str | os.PathLike) -> None:
-    """Fail unless ``volume`` is 3D, non-empty, numeric, finite and not constant (DESIGN 3.2)."""
+    """Fail unless ``volume`` is 3D, non-empty, numeric, finite and not constant (docs/design.md §3.2)."""
     check_volume_shape(tuple(volume.shape), path)
     check_dtype(volume.dtype, path)
     if volume.dtype.kind == "f":

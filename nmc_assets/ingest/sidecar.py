@@ -1,4 +1,4 @@
-"""The optional JSON sidecar of a scan (DESIGN 3.1): ``incoming/<scan_id>.json``."""
+"""The optional JSON sidecar of a scan (docs/design.md §3.1): ``incoming/<scan_id>.json``."""
 
 from __future__ import annotations
 

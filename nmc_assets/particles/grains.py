@@ -1,5 +1,5 @@
 """Inner grain architecture: a radial generalized balanced power diagram (GBPD) inside the shell
-(DESIGN 4 "Grain model", method notes 1.3 and 6). The one grain model of the virtual beamline, the
+(docs/design.md §4, "Grain model"). The one grain model of the virtual beamline, the
 calibration sections and the synthetic particles.
 
 Grain i has a seed ``s_i`` (um, relative to the particle centre, axes (z, y, x)), a symmetric positive

@@ -1,5 +1,5 @@
 """Outer shell of an NMC secondary particle: a star-shaped body whose radius function is an isotropic
-Gaussian random field on the sphere, expanded in real spherical harmonics (DESIGN 4, method notes 1.2).
+Gaussian random field on the sphere, expanded in real spherical harmonics (docs/design.md §4).
 
 Conventions (used by the beamline and by the synthesis fitting alike):
 

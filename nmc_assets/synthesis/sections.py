@@ -1,7 +1,7 @@
 """2D grain-label cross-sections: reading, writing, descriptors and distances.
 
 A section (:class:`nmc_assets.particles.sections.Section`) is a 2D ``uint16`` label image (axes (row,
-col)): 0 = outside the particle, k > 0 = grain k, with a pixel size in micrometres (DESIGN 3.1:
+col)): 0 = outside the particle, k > 0 = grain k, with a pixel size in micrometres (docs/design.md §3.1:
 ``cross_sections/<name>.tif`` + ``<name>.json`` ``{"pixel_size_um": ...}``).
 
 Section descriptors (one row per grain): area (um^2), ellipse aspect ratio (major / minor axis of the

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: Prior used when no label volume exists (DESIGN 4): the particle model's defaults, NMC811 secondary
+#: Prior used when no label volume exists (docs/design.md §4): the particle model's defaults, NMC811 secondary
 #: particles of about 8 um with mild shape fluctuations (Furat et al. 2021 report d ~ 5-12 um).
 PRIOR_NOTE = "prior: particles.shell.ShellParams defaults (no segmented particles were available)"
 

@@ -1,6 +1,6 @@
 """Files of the synthesis steps: grain sections, the shell model, calibrated grain-model versions.
 
-Every write is atomic. The folders (under the data root, DESIGN 3.1) are chosen by the caller:
+Every write is atomic. The folders (under the data root, docs/design.md §3.1) are chosen by the caller:
 
 - grain sections folder: label TIFFs + sidecars (:func:`.sections.write_sections`), ``manifest.json`` and,
   for embedded pseudo-EBSD sections, ``reference_params.json`` (read only by the quality check);

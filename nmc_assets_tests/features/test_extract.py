@@ -1,4 +1,4 @@
-"""Feature extraction on constructed volumes with known geometry (DESIGN 3.3 correctness)."""
+"""Feature extraction on constructed volumes with known geometry (docs/design.md §3.3 correctness)."""
 
 from __future__ import annotations
 

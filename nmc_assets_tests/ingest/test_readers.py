@@ -1,4 +1,4 @@
-"""load_scan: good scans read back exactly; every bad input of DESIGN 3.2 fails naming the file and the problem."""
+"""load_scan: good scans read back exactly; every bad input of docs/design.md §3.2 fails naming the file and the problem."""
 
 import json
 

@@ -12,7 +12,7 @@ PER_SCAN = ["raw_tomogram", "view_probabilities", "fused_labels", "particle_feat
 
 
 def build_assets(fused_code_version: str = "1") -> list[dg.AssetsDefinition]:
-    """The asset keys and dependencies of DESIGN section 2 (bodies do nothing)."""
+    """The asset keys and dependencies of docs/design.md §2 (bodies do nothing)."""
 
     @dg.asset(partitions_def=scan, code_version="1")
     def raw_tomogram() -> None: ...

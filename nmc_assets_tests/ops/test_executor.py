@@ -155,7 +155,7 @@ def test_code_location_loads_under_k8s_profile_and_every_gpu_asset_requests_a_gp
         assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "k8s"
     graph = defs.resolve_asset_graph()
     gpu_assets = [a for a in graph.assets_defs if ex.is_gpu_asset(a)]
-    # the GPU assets of DESIGN section 2 are in the gpu pool (those that exist in the graph)
+    # the GPU assets of docs/design.md §2 are in the gpu pool (those that exist in the graph)
     for name in DESIGN_GPU_ASSETS:
         key = dg.AssetKey(name)
         if graph.has(key):
@@ -211,7 +211,7 @@ def test_every_asset_running_torch_takes_the_device_resource():
             checked.append(node.name)
             assert "device" in assets_def.required_resource_keys, f"{node.name} runs torch without `device`"
     graph = load_defs().resolve_asset_graph()
-    if graph.has(dg.AssetKey("grain_model")):  # the torch GAN (DESIGN section 2) is among those checked
+    if graph.has(dg.AssetKey("grain_model")):  # the torch GAN (docs/design.md §2) is among those checked
         assert "grain_model" in checked
 
 
