@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql-readers", type=int, default=1)
     parser.add_argument("--zarr-readers", type=int, default=1)
     parser.add_argument("--read-pause", type=float, default=0.5, help="seconds between two reads of a reader")
-    parser.add_argument("--catalog-every", type=float, default=120.0, help="catalog refresh period (s)")
+    parser.add_argument("--catalog-every", type=float, default=240.0, help="catalog refresh period (s, default 240)")
     parser.add_argument("--timeout", type=float, default=3 * 3600.0, help="give up after this long (s)")
     parser.add_argument("--data-dir", help="data root (default: a new temporary folder, removed at the end)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "soak.md"))
