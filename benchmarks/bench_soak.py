@@ -35,7 +35,8 @@ sensor tick failure. Wall time is from the drop to the end of the last scan's ru
     python benchmarks/bench_soak.py --scans 8 --bad 3 --out /tmp/soak.md   # quick run, ~10 min
 
 Options: ``--shape Z Y X`` (default 40 96 96 at 0.2 um), ``--timeout`` s, ``--data-dir`` (kept),
-``--catalog-every`` s, ``--read-pause`` s. Run it from the repository root with the package
+``--catalog-every`` s, ``--read-pause`` s; ``--reverify DATA_DIR`` re-runs only the checks on a kept
+data root. A failed soak keeps its data root (logs of the daemon and the CLI calls in ``logs/``). Run it from the repository root with the package
 importable (installed, or ``PYTHONPATH=$PWD``); the subprocesses get the same ``nmc_assets``.
 Exit status 0 only when every check passed.
 """
