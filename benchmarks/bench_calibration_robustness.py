@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import REPO as ROOT
 
-from bench_synthesis import reference, start_params  # noqa: E402  (same reference and start 50 % off as bench_synthesis)
+from _synthesis_common import reference, start_params  # the same reference and start 50 % off as bench_synthesis
 
 RESULTS = ROOT / "benchmarks" / "results" / "calibration_robustness.jsonl"
 TARGET_KEYS = ("density_per_um3", "mean_elongation", "alignment_spread_deg")  # = quality.TARGET_PARAMETERS

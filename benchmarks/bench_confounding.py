@@ -17,15 +17,11 @@ import argparse
 import json
 import math
 import platform
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import REPO as ROOT
 
-from bench_synthesis import reference  # noqa: E402
+from _synthesis_common import reference
 
 GRID = [(0.15, 10.0), (0.15, 15.0), (0.15, 20.0), (0.25, 10.0), (0.25, 15.0), (0.25, 20.0), (0.35, 10.0), (0.35, 15.0), (0.35, 20.0)]
 

@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from _common import load_average
+
 VOXEL_UM = 0.5
 SPACING = 18
 
@@ -213,15 +215,6 @@ def _duckdb_section(biggest, replicas: int) -> list[str]:
     return lines
 
 
-def _load() -> str:
-    try:
-        import os
-
-        return ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
@@ -241,7 +234,7 @@ def main() -> None:
         "# Feature extraction and catalog benchmark",
         "",
         f"Date 2026-11-21; machine: 2-core x86-64 CPU, 24 GiB, no GPU, shared/loaded (load average "
-        f"{_load()}); Python {platform.python_version()}. Command: `.venv/bin/python benchmarks/bench_features.py`.",
+        f"{load_average()}); Python {platform.python_version()}. Command: `.venv/bin/python benchmarks/bench_features.py`.",
         f"Synthetic scans: balls of radius 6.5-8.5 voxels (about 1,900 voxels each), 60 % with cavities, "
         f"{SPACING}-voxel jittered grid (many touch), voxel {VOXEL_UM} um. Times are CPU seconds of the "
         f"benchmark process, best of {args.repeats} runs for ours and for regionprops (single-threaded code: "
