@@ -90,21 +90,30 @@ def particle_matrix_threshold(labels: np.ndarray, intensity: np.ndarray, sigma: 
     return float(0.5 * (np.median(smooth[inside]) + np.median(smooth[outside])))
 
 
-def threshold_region(shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """The centred :data:`THRESHOLD_REGION` of a (z, y, x) scan of ``shape``."""
-    return tuple(slice(max(0, s // 2 - r // 2), max(0, s // 2 - r // 2) + min(s, r)) for s, r in zip(shape, THRESHOLD_REGION))
+def threshold_region(shape: tuple[int, ...], scale: int = 1) -> tuple[slice, ...]:
+    """The centred :data:`THRESHOLD_REGION` (y and x times ``scale``) of a (z, y, x) scan of ``shape``."""
+    size = (THRESHOLD_REGION[0], *(r * scale for r in THRESHOLD_REGION[1:]))
+    return tuple(slice(max(0, s // 2 - r // 2), max(0, s // 2 - r // 2) + min(s, r)) for s, r in zip(shape, size))
 
 
 def scan_threshold(binned: np.ndarray, factor: int, intensity, sigma: float) -> float:
-    """:func:`particle_matrix_threshold` of a scan on its :func:`threshold_region` (bounded memory).
+    """:func:`particle_matrix_threshold` of a scan on its :func:`threshold_region` (bounded memory; a
+    region with no particle interior or no matrix is doubled across until it has both or spans the scan).
 
     ``binned``: the fused labels at the binned resolution; ``intensity``: the full-resolution (z, y, x)
     array-like (a lazily read Zarr array is fine).
     """
     from .scaling import upsample_region
 
-    region = threshold_region(tuple(intensity.shape))
-    return particle_matrix_threshold(upsample_region(binned, factor, region), np.asarray(intensity[region]), sigma)
+    shape, scale = tuple(intensity.shape), 1
+    while True:
+        region = threshold_region(shape, scale)
+        try:
+            return particle_matrix_threshold(upsample_region(binned, factor, region), np.asarray(intensity[region]), sigma)
+        except ValueError:
+            if all(r.stop - r.start == s for r, s in zip(region[1:], shape[1:])):
+                raise
+            scale *= 2
 
 
 def lost_labels(binned: np.ndarray, factor: int, full_shape: tuple[int, ...], band: int) -> np.ndarray:

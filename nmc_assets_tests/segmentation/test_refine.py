@@ -86,3 +86,18 @@ def test_blocks_with_the_halo_equal_the_whole_volume(block):
         refined = refine_block(labels[b.outer], image[b.outer], settings, keep_table(lost, int(labels.max())))
         out[b.core] = refined[b.core_in_outer]
     assert np.array_equal(out, whole)
+
+
+def test_threshold_region_is_central_and_bounded_and_grows_when_empty():
+    from nmc_assets.segmentation.refine import scan_threshold, threshold_region
+
+    assert threshold_region((160, 384, 384)) == (slice(16, 144), slice(0, 384), slice(0, 384))  # the default scans: whole planes
+    assert threshold_region((492, 1324, 1985)) == (slice(182, 310), slice(406, 918), slice(736, 1248))
+    assert threshold_region((492, 1324, 1985), 2)[2] == slice(480, 1504)
+    # particles only far from the centre: the region grows until it holds particles and matrix
+    truth, image = _scene((16, 40, 1100), n=0)
+    truth[:, 10:30, 20:60] = 1
+    image = np.where(truth > 0, 200, 60).astype(np.uint8)
+    assert scan_threshold(truth, 1, image, 1.0) == pytest.approx(130.0, abs=1)
+    with pytest.raises(ValueError, match="no particle interior"):
+        scan_threshold(np.zeros_like(truth), 1, image, 1.0)
