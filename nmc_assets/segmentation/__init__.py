@@ -8,6 +8,8 @@ Modules (science core, no Dagster):
 - :mod:`.model`        StarDist2D training, threshold optimisation, model folder metadata
 - :mod:`.views`        per-view probability and mean-ray-distance maps, written slab by slab to Zarr
 - :mod:`.fusion`       3D labels from the summed view maps (seeded watershed; k-means baseline)
+- :mod:`.refine`       full-resolution boundary refinement, exactly local (numba kernels in ``_refine_kernels``)
+- :mod:`.fullres`      fused labels upsampled and refined block by block with a halo (Dask via ``blockwise``)
 - :mod:`.classical`    Otsu + distance-transform watershed baseline (no learning)
 - :mod:`.pipeline`     the full path scan -> view maps -> fused labels, used by assets and benchmarks
 """

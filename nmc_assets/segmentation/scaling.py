@@ -65,11 +65,12 @@ def bin_volume_slabwise(source, factor: int, normalize: tuple[float, float] | No
     if runner is None:
         parts = []
         for seg in segments:
-            parts.append(bin_segment(seg, source=source, factor=factor, normalize=normalize))
+            parts.append(bin_segment(seg, source=src, factor=factor, normalize=normalize))
             if progress is not None:
                 progress.advance()
     else:
-        parts = runner.map(bin_segment, segments, progress=progress, source=source, factor=factor, normalize=normalize)
+        # a Zarr array pickles as its (version-pinned) path: every segment reads the same version
+        parts = runner.map(bin_segment, segments, progress=progress, source=src, factor=factor, normalize=normalize)
     return np.concatenate(parts, axis=0)
 
 
