@@ -108,3 +108,16 @@ def test_short_axis_is_named():
     with pytest.raises(ValueError, match=r"tomogram t\.zarr: axis z=3 voxels is not longer than the 8-voxel halo"):
         blockwise.check_halo((3, 50, 50), 8, "tomogram t.zarr")
     blockwise.check_halo((9, 50, 50), 8, "ok")
+
+
+def test_block_workers_from_the_environment_are_checked(monkeypatch):
+    from nmc_assets.defs.resources import _env_workers
+
+    monkeypatch.setenv("NMC_BLOCK_WORKERS", "3")
+    assert _env_workers() == 3
+    monkeypatch.setenv("NMC_BLOCK_WORKERS", "-2")
+    with pytest.raises(ValueError, match="NMC_BLOCK_WORKERS must be a whole number"):
+        _env_workers()
+    monkeypatch.setenv("NMC_BLOCK_WORKERS", "lots")
+    with pytest.raises(ValueError, match="'lots'"):
+        _env_workers()

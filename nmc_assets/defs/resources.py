@@ -56,6 +56,14 @@ class BlocksResource(dg.ConfigurableResource):
         return parse_bytes(self.memory_budget) if self.memory_budget else default_memory_budget()
 
 
+def _env_workers() -> int:
+    """``NMC_BLOCK_WORKERS`` as a count of local threads (0 = every core); a clear error for anything else."""
+    text = (dg.EnvVar("NMC_BLOCK_WORKERS").get_value("0") or "0").strip()
+    if not text.isdigit():
+        raise ValueError(f"NMC_BLOCK_WORKERS must be a whole number of threads (0 = every core), got {text!r}")
+    return int(text)
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
@@ -64,7 +72,7 @@ def resources() -> dg.Definitions:
             "device": DeviceResource(device=dg.EnvVar("NMC_DEVICE").get_value("auto") or "auto"),
             "blocks": BlocksResource(
                 scheduler=dg.EnvVar(DASK_SCHEDULER_ENV).get_value("") or "",
-                workers=int(dg.EnvVar("NMC_BLOCK_WORKERS").get_value("0") or 0),
+                workers=_env_workers(),
                 memory_budget=dg.EnvVar(MEMORY_BUDGET_ENV).get_value("") or "",
             ),
         }
