@@ -104,8 +104,12 @@ def write_full_resolution(
     progress: Progress | None = None,
     memory_budget: int | None = None,
     scan: str = "",
+    voxel_um: float = 1.0,
+    source_image: str | None = None,
 ) -> dict:
-    """Write the binned (z, y, x) labels at ``full_shape`` (uint32 Zarr at ``out_path``, atomic),
+    """Write the binned (z, y, x) labels at ``full_shape`` (uint32 OME-Zarr label image at ``out_path``,
+    atomic; voxel edge ``voxel_um`` in um, the label image's ``source_image`` relative to it; a nearest
+    pyramid is computed from level 0 after the blocks),
     refined against ``intensity`` when ``refinement`` is given. ``block_shape``: block cores in voxels,
     whole output ``chunks`` (default :data:`DEFAULT_BLOCK_CHUNKS` of ``default_chunks(full_shape)``);
     results do not depend on either.
@@ -113,9 +117,8 @@ def write_full_resolution(
     :class:`nmc_assets.blockwise.MemoryBudgetError` when even one block does not fit.
     Returns the block count and the labelled voxel counts before / after the refinement.
     """
-    import zarr
-
-    from ..storage import _jsonable, atomic_path, default_chunks
+    from ..ngff import ImageWriter
+    from ..storage import atomic_path, default_chunks
 
     full_shape = tuple(int(s) for s in full_shape)
     refine = refinement is not None
@@ -137,8 +140,8 @@ def write_full_resolution(
     if progress is not None:
         progress.total = len(blocks)
     with atomic_path(out_path) as tmp:
-        z = zarr.create_array(store=str(tmp), shape=full_shape, dtype="uint32", chunks=chunks, zarr_format=3)
-        job = FullResJob(str(tmp), int(factor), full_shape, intensity, refinement, keep)
+        image = ImageWriter(tmp, full_shape, "uint32", chunks, voxel_um, labels=True, name=scan or Path(out_path).name)
+        job = FullResJob(image.level_path(0), int(factor), full_shape, intensity, refinement, keep)
         if runner is None:
             counts = []
             for item in items:
@@ -147,7 +150,8 @@ def write_full_resolution(
                     progress.advance()
         else:
             counts = runner.map(label_block, items, progress=progress, max_in_flight=in_flight, job=job)
-        z.attrs.update(_jsonable(attrs))
+        image.finish(attrs, source_image=source_image, n_labels=int(binned.max()) if binned.size else 0,
+                     workers=workers)
     before, after = (sum(c[i] for c in counts) for i in (0, 1))
     return {"blocks": len(blocks), "block_shape": list(block_shape), "halo": halo, "blocks_in_flight": in_flight,
             "labelled_before": before, "labelled_after": after, "path": str(Path(out_path))}

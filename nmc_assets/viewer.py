@@ -1,0 +1,143 @@
+"""One scan in napari: the tomogram and its fused labels through their OME-Zarr pyramids, per-particle
+features as label properties (``nmc-assets view SCAN [--particle ID]``).
+
+napari is an optional extra (``pip install -e ".[viewer]"``) imported only by :func:`show`;
+:func:`scan_scene` gathers everything to show without it. Coordinates are physical (z, y, x) in um:
+every layer's scale is the voxel size, so the tomogram and labels overlay and a particle's centroid
+(``x_um, y_um, z_um`` of ``particle_features``) is where napari puts the camera.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nmc_assets.paths import DataLayout
+
+VIEWER_EXTRA = 'pip install -e ".[viewer]"'
+#: Feature columns shown when hovering a particle (those present in the table), in this order.
+HOVER_COLUMNS = ("damage", "volume_um3", "contact", "sphericity", "elongation", "z_um", "touches_border")
+
+
+class ViewerMissingError(ImportError):
+    """napari (the ``viewer`` extra) is not installed."""
+
+
+@dataclass
+class Scene:
+    """What :func:`show` puts on screen: pyramid levels (level 0 first), scale (um per voxel, z, y, x),
+    the contrast range, the features table (``index`` = label value) and where to look."""
+
+    scan_id: str
+    image_levels: list
+    scale: tuple[float, float, float]
+    contrast_limits: tuple[float, float]
+    label_levels: list | None = None
+    features: Any = None
+    center_um: tuple[float, float, float] | None = None
+    particle: int | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def scan_scene(layout: DataLayout, scan_id: str, particle: int | None = None) -> Scene:
+    """The scene of one scan: tomogram (required), fused labels and features (when present).
+
+    Raises ``FileNotFoundError`` naming the missing tomogram, ``ValueError`` for a ``particle`` that
+    is not in the scan's features.
+    """
+    import pandas as pd
+
+    from nmc_assets.storage import open_zarr_levels, zarr_attrs
+
+    tomo = layout.tomogram(scan_id)
+    if not tomo.exists():
+        raise FileNotFoundError(f"{tomo}: no tomogram for scan {scan_id!r}; materialize raw_tomogram first (make demo)")
+    attrs = zarr_attrs(tomo)
+    voxel = float(attrs.get("voxel_size_um") or 1.0)
+    image_levels = open_zarr_levels(tomo)
+    pct = attrs.get("percentiles") or {}
+    if "1" in pct and "99.8" in pct:
+        limits = (float(pct["1"]), float(pct["99.8"]))
+    else:
+        coarse = np.asarray(image_levels[-1][...], np.float32)
+        limits = (float(coarse.min()), float(coarse.max()) if coarse.max() > coarse.min() else float(coarse.min()) + 1)
+    scene = Scene(scan_id, image_levels, (voxel,) * 3, limits, paths={"tomogram": str(tomo)})
+    labels = layout.fused_labels(scan_id)
+    if labels.exists():
+        scene.label_levels = open_zarr_levels(labels)
+        scene.paths["fused_labels"] = str(labels)
+    table = layout.particle_features(scan_id)
+    if table.exists():
+        df = pd.read_parquet(table)
+        cols = [c for c in HOVER_COLUMNS if c in df.columns]
+        scene.features = df[["particle_id", *cols, "x_um", "y_um", "z_um"]].rename(columns={"particle_id": "index"})
+        scene.paths["particle_features"] = str(table)
+    if particle is not None:
+        if scene.features is None:
+            raise ValueError(f"{table}: no features for scan {scan_id!r}, cannot find particle {particle}")
+        row = scene.features[scene.features["index"] == particle]
+        if row.empty:
+            raise ValueError(f"{table}: scan {scan_id!r} has no particle {particle} "
+                             f"(ids {int(scene.features['index'].min())}-{int(scene.features['index'].max())})")
+        scene.particle = int(particle)
+        scene.center_um = tuple(float(row.iloc[0][c]) for c in ("z_um", "y_um", "x_um"))
+    return scene
+
+
+def particle_caption(scene: Scene) -> str:
+    """One line of the selected particle's features (what hovering it shows), e.g. for an overlay."""
+    row = scene.features[scene.features["index"] == scene.particle].iloc[0]
+    parts = [f"particle {scene.particle}"]
+    for c in HOVER_COLUMNS:
+        if c in row.index:
+            v = row[c]
+            parts.append(f"{c} {v}" if isinstance(v, (bool, np.bool_)) else f"{c} {float(v):.3g}")
+    return ", ".join(parts)
+
+
+def show(scene: Scene, *, screenshot: str | os.PathLike | None = None, size: tuple[int, int] = (1000, 720)):
+    """Open napari on ``scene``; with ``screenshot`` save the canvas as PNG there and close (headless:
+    ``QT_QPA_PLATFORM=offscreen``) instead of running the event loop. Returns the viewer (or the PNG path)."""
+    try:
+        import napari
+    except ImportError as exc:
+        raise ViewerMissingError(f"the viewer needs napari, which is not installed: {VIEWER_EXTRA}") from exc
+
+    viewer = napari.Viewer(title=f"nmc_assets: {scene.scan_id}", show=screenshot is None)
+    viewer.window.resize(*size) if screenshot is None else None
+    multi = len(scene.image_levels) > 1
+    viewer.add_image(scene.image_levels if multi else scene.image_levels[0], multiscale=multi, scale=scene.scale,
+                     contrast_limits=scene.contrast_limits, name=f"{scene.scan_id} tomogram", colormap="gray")
+    if scene.label_levels is not None:
+        lmulti = len(scene.label_levels) > 1
+        layer = viewer.add_labels(scene.label_levels if lmulti else scene.label_levels[0], multiscale=lmulti,
+                                  scale=scene.scale, name=f"{scene.scan_id} fused labels", opacity=0.45,
+                                  features=scene.features if scene.features is not None else None)
+        if scene.particle is not None:
+            layer.selected_label = scene.particle
+    viewer.dims.axis_labels = ("z", "y", "x")
+    viewer.scale_bar.visible = True
+    viewer.scale_bar.unit = "um"
+    if scene.particle is not None:
+        viewer.text_overlay.text = particle_caption(scene)
+        viewer.text_overlay.visible = True
+        viewer.text_overlay.position = "top_left"
+    if scene.center_um is not None:
+        viewer.dims.set_point(0, scene.center_um[0])
+        viewer.camera.center = scene.center_um[1:]
+        viewer.camera.zoom = 4 * viewer.camera.zoom
+    if screenshot is None:
+        napari.run()
+        return viewer
+    if scene.label_levels is not None and scene.particle is not None:
+        layer.show_selected_label = False
+    path = Path(screenshot)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.window.resize(*size)
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
