@@ -74,7 +74,8 @@ def scan_scene(layout: DataLayout, scan_id: str, particle: int | None = None) ->
     if table.exists():
         df = pd.read_parquet(table)
         cols = [c for c in HOVER_COLUMNS if c in df.columns]
-        scene.features = df[["particle_id", *cols, "x_um", "y_um", "z_um"]].rename(columns={"particle_id": "index"})
+        cols += [c for c in ("x_um", "y_um", "z_um") if c not in cols]
+        scene.features = df[["particle_id", *cols]].rename(columns={"particle_id": "index"})
         scene.paths["particle_features"] = str(table)
     if particle is not None:
         if scene.features is None:
@@ -89,55 +90,56 @@ def scan_scene(layout: DataLayout, scan_id: str, particle: int | None = None) ->
 
 
 def particle_caption(scene: Scene) -> str:
-    """One line of the selected particle's features (what hovering it shows), e.g. for an overlay."""
+    """The selected particle's features (what hovering it shows), a few short lines for the canvas overlay."""
     row = scene.features[scene.features["index"] == scene.particle].iloc[0]
-    parts = [f"particle {scene.particle}"]
+    parts = []
     for c in HOVER_COLUMNS:
         if c in row.index:
             v = row[c]
-            parts.append(f"{c} {v}" if isinstance(v, (bool, np.bool_)) else f"{c} {float(v):.3g}")
-    return ", ".join(parts)
+            parts.append(f"{c} {bool(v)}" if isinstance(v, (bool, np.bool_)) else f"{c} {float(v):.3g}")
+    lines = [", ".join(parts[i:i + 3]) for i in range(0, len(parts), 3)]
+    return "\n".join([f"{scene.scan_id}, particle {scene.particle}", *lines])
 
 
-def show(scene: Scene, *, screenshot: str | os.PathLike | None = None, size: tuple[int, int] = (1000, 720)):
-    """Open napari on ``scene``; with ``screenshot`` save the canvas as PNG there and close (headless:
-    ``QT_QPA_PLATFORM=offscreen``) instead of running the event loop. Returns the viewer (or the PNG path)."""
+def show(scene: Scene, *, screenshot: str | os.PathLike | None = None, size: tuple[int, int] = (1100, 760)):
+    """Open napari on ``scene`` and run its event loop; with ``screenshot``, save the window as PNG there
+    and close instead (headless: under ``xvfb-run``; napari needs OpenGL). Returns the viewer (or the PNG path)."""
     try:
         import napari
     except ImportError as exc:
         raise ViewerMissingError(f"the viewer needs napari, which is not installed: {VIEWER_EXTRA}") from exc
 
     viewer = napari.Viewer(title=f"nmc_assets: {scene.scan_id}", show=screenshot is None)
-    viewer.window.resize(*size) if screenshot is None else None
+    viewer.window.resize(*size)
     multi = len(scene.image_levels) > 1
     viewer.add_image(scene.image_levels if multi else scene.image_levels[0], multiscale=multi, scale=scene.scale,
-                     contrast_limits=scene.contrast_limits, name=f"{scene.scan_id} tomogram", colormap="gray")
+                     contrast_limits=scene.contrast_limits, name=f"{scene.scan_id} tomogram", colormap="gray",
+                     units="micrometer", axis_labels=("z", "y", "x"))
+    layer = None
     if scene.label_levels is not None:
         lmulti = len(scene.label_levels) > 1
         layer = viewer.add_labels(scene.label_levels if lmulti else scene.label_levels[0], multiscale=lmulti,
                                   scale=scene.scale, name=f"{scene.scan_id} fused labels", opacity=0.45,
-                                  features=scene.features if scene.features is not None else None)
+                                  features=scene.features, units="micrometer", axis_labels=("z", "y", "x"))
         if scene.particle is not None:
             layer.selected_label = scene.particle
-    viewer.dims.axis_labels = ("z", "y", "x")
-    viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "um"
+    viewer.canvas.overlays["scale_bar"].visible = True
+    viewer.reset_view()
+    camera = viewer.scene.camera
     if scene.particle is not None:
-        viewer.text_overlay.text = particle_caption(scene)
-        viewer.text_overlay.visible = True
-        viewer.text_overlay.position = "top_left"
-    if scene.center_um is not None:
+        text = viewer.canvas.overlays["text"]
+        text.text, text.visible, text.position, text.font_size = particle_caption(scene), True, "top_left", 11
         viewer.dims.set_point(0, scene.center_um[0])
-        viewer.camera.center = scene.center_um[1:]
-        viewer.camera.zoom = 4 * viewer.camera.zoom
+        camera.center = scene.center_um[1:]
+        row = scene.features[scene.features["index"] == scene.particle].iloc[0]
+        diameter = (6 * float(row.get("volume_um3", 1.0)) / np.pi) ** (1 / 3)
+        extent = min(n * s for n, s in zip(scene.image_levels[0].shape[1:], scene.scale[1:]))
+        camera.zoom = camera.zoom * float(np.clip(extent / (3 * diameter), 1, 20))
     if screenshot is None:
         napari.run()
         return viewer
-    if scene.label_levels is not None and scene.particle is not None:
-        layer.show_selected_label = False
     path = Path(screenshot)
     path.parent.mkdir(parents=True, exist_ok=True)
-    viewer.window.resize(*size)
     viewer.screenshot(str(path), canvas_only=False, flash=False)
     viewer.close()
     return path
