@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,7 @@ class ImageWriter:
         self.transforms = level_transforms(self.shape, voxel_um, self.method, min_side)
         self.name = name or self.path.name
         self.level1_written = False
+        self.pyramid_seconds = 0.0  # time spent on levels >= 1 (write_level1 and finish), for benchmarks
         self.group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
         self.arrays = [
             self.group.create_array(str(k), shape=s, dtype=self.dtype, dimension_names=AXES, fill_value=fill_value,
@@ -158,9 +160,11 @@ class ImageWriter:
         f = self.factors[0]
         if any(r.start % k or (r.stop % k and r.stop != n) for r, k, n in zip(region, f, self.shape)):
             raise ValueError(f"{self.path}: region {region} is not aligned to the downsampling factors {f}")
+        t0 = time.perf_counter()
         target = tuple(slice(r.start // k, r.stop // k) for r, k in zip(region, f))
         self.arrays[1][target] = coarsen(block, f, self.method)
         self.level1_written = True
+        self.pyramid_seconds += time.perf_counter() - t0
 
     def finish(self, attrs: dict | None = None, *, source_image: str | None = None, n_labels: int | None = None,
                workers: int | None = None) -> None:
@@ -172,9 +176,11 @@ class ImageWriter:
         """
         from nmc_assets.storage import _jsonable
 
+        t0 = time.perf_counter()
         start = 2 if self.level1_written else 1
         for level in range(start, len(self.arrays)):
             downsample_level(self.arrays[level - 1], self.arrays[level], self.factors[level - 1], self.method, workers)
+        self.pyramid_seconds += time.perf_counter() - t0
         ome = ome_metadata(self.transforms, name=self.name, method=self.method, labels=self.labels,
                            source_image=source_image, n_labels=n_labels)
         extra = _jsonable(attrs or {})

@@ -115,7 +115,8 @@ def write_full_resolution(
     results do not depend on either.
     ``memory_budget`` (bytes; None = no limit) caps the blocks in flight and raises
     :class:`nmc_assets.blockwise.MemoryBudgetError` when even one block does not fit.
-    Returns the block count and the labelled voxel counts before / after the refinement.
+    Returns the block count, the labelled voxel counts before / after the refinement and the pyramid's
+    levels and seconds.
     """
     from ..ngff import ImageWriter
     from ..storage import atomic_path, default_chunks
@@ -154,4 +155,5 @@ def write_full_resolution(
                      workers=workers)
     before, after = (sum(c[i] for c in counts) for i in (0, 1))
     return {"blocks": len(blocks), "block_shape": list(block_shape), "halo": halo, "blocks_in_flight": in_flight,
-            "labelled_before": before, "labelled_after": after, "path": str(Path(out_path))}
+            "labelled_before": before, "labelled_after": after, "path": str(Path(out_path)),
+            "pyramid_levels": len(image.arrays), "pyramid_seconds": round(image.pyramid_seconds, 3)}

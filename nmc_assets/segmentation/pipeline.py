@@ -160,7 +160,8 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
     if refinement is not None:
         before, after = written["labelled_before"], written["labelled_after"]
         info["boundary_refinement"]["foreground_change"] = (after - before) / max(before, 1)
-    return labels, {**info, "blocks": written["blocks"], "block_shape": written["block_shape"], "seconds": round(time.time() - t0, 2)}
+    return labels, {**info, "blocks": written["blocks"], "block_shape": written["block_shape"],
+                    "pyramid_seconds": written["pyramid_seconds"], "seconds": round(time.time() - t0, 2)}
 
 
 def _relative(image, labels_path) -> str | None:
