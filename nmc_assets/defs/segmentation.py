@@ -167,7 +167,7 @@ class ViewProbabilitiesConfig(dg.Config):
     group_name=GROUP,
     deps=["raw_tomogram", stardist_model],
     kinds={"tensorflow", "stardist", "zarr"},
-    code_version="seg-views-v1",
+    code_version="seg-views-v2",  # v2: each map an OME-Zarr image
     pool="gpu",
     owners=["team:segmentation"],
 )
@@ -221,7 +221,7 @@ class FusedLabelsConfig(CoreSettingsConfig):
     group_name=GROUP,
     deps=[view_probabilities, "raw_tomogram"],
     kinds={"numpy", "scipy", "zarr"},
-    code_version="seg-fused-v3",
+    code_version="seg-fused-v4",  # v4: OME-Zarr label image with pyramid
     owners=["team:segmentation"],
 )
 def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource,

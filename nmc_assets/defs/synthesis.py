@@ -262,7 +262,7 @@ class SyntheticParticlesConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the generator")
 
 
-@dg.asset(group_name=GROUP, deps=[shell_model, grain_model], kinds={"numpy", "parquet"}, code_version="synthetic-particles-v1", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[shell_model, grain_model], kinds={"numpy", "parquet"}, code_version="synthetic-particles-v2", owners=["team:synthesis"])
 def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticParticlesConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
     """N virtual particles: shells from the shell model, grains from the calibrated grain model, rendered by the
     hard tessellation; per-particle (size, sphericity, grain count, mean grain elongation, radial alignment)
@@ -301,7 +301,7 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     )
 
 
-@dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v1", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v2", owners=["team:synthesis"])
 def published_dataset(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
     """Versioned release folder ``published/nmc-virtual-particles-v<version>/`` (docs/design.md §3.4): dataset card README
     with a runnable loading example, params.json (calibrated parameters + checkpoint hash), particles.parquet,
