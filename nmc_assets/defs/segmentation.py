@@ -265,6 +265,7 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
             "method": info["method"],
             "bin_factor": info["bin_factor"],
             "seconds": dg.MetadataValue.float(info["seconds"]),
+            "pyramid_seconds": dg.MetadataValue.float(float(info["pyramid_seconds"])),
             "boundary_refinement_foreground_change": dg.MetadataValue.float(round(refinement.get("foreground_change", 0.0), 4)),
             "preview_png": dg.MetadataValue.path(str(png_path)),
             "preview": dg.MetadataValue.md(png_markdown(png, "labels xy | xz | yz", max_side=None)),
