@@ -61,3 +61,15 @@ def test_headless_screenshot(small_data_root, tmp_path):
 
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape[0] > 400 and img.shape[1] > 600 and img.std() > 10
+
+
+def test_hovering_a_particle_shows_its_features(small_data_root):
+    """What napari's status bar shows at a particle's centroid (um): its label value and features."""
+    components = pytest.importorskip("napari.components")
+    scene = scan_scene(small_data_root, "scan10", particle=3)
+    viewer = components.ViewerModel()  # the viewer's model, no window
+    layer = viewer.add_labels(scene.label_levels, multiscale=True, features=scene.features, scale=scene.scale)
+    viewer.dims.set_point(0, scene.center_um[0])  # the slice through the particle's centroid
+    status = layer.get_status(scene.center_um, world=True)["value"]
+    row = scene.features.set_index("index").loc[3]
+    assert f"3; damage: {row['damage']:.3g}" in status and "volume_um3" in status  # "<level>, <label>; <features>"
