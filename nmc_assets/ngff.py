@@ -303,9 +303,11 @@ def image_paths(root: str | os.PathLike) -> list[Path]:
     from nmc_assets.storage import resolve_version
 
     found: list[Path] = []
-    for store in sorted(Path(root).rglob("*.zarr")):
-        if store.name.startswith(".") or any(p.name.endswith(".zarr") for p in store.parents):
-            continue
+    root = Path(root)
+    for store in sorted(root.rglob("*.zarr")):
+        parts = store.relative_to(root).parts
+        if any(p.startswith(".") for p in parts) or any(p.endswith(".zarr") for p in parts[:-1]):
+            continue  # version folders and temporaries (hidden), and anything inside a store
         node = zarr.open(str(resolve_version(store)), mode="r")
         if isinstance(node, zarr.Array) or "ome" in node.attrs:
             found.append(store)
