@@ -104,10 +104,6 @@ def coarsen(block: np.ndarray, factors: Sequence[int], method: str) -> np.ndarra
     return (acc / n).astype(block.dtype)
 
 
-def _coarsen_chunk(block: np.ndarray, factors: tuple[int, ...], method: str) -> np.ndarray:
-    return coarsen(block, factors, method)
-
-
 class ImageWriter:
     """An OME-Zarr image being written into the (new, empty) folder ``path`` (usually an ``atomic_path``).
 
@@ -167,12 +163,13 @@ class ImageWriter:
         self.pyramid_seconds += time.perf_counter() - t0
 
     def finish(self, attrs: dict | None = None, *, source_image: str | None = None, n_labels: int | None = None,
-               workers: int | None = None) -> None:
+               label_voxels: np.ndarray | None = None, workers: int | None = None) -> None:
         """Compute the missing levels (blockwise, ``workers`` threads) and write the metadata.
 
         ``attrs``: project attributes (JSON-able), stored on the group beside ``ome`` and on level 0.
-        Labels: ``source_image`` (relative path of the image they label) and ``n_labels`` (colours for
-        label values 0..n, 0 transparent).
+        Labels: ``source_image`` (relative path of the image they label), ``n_labels`` (colours for
+        label values 0..n, 0 transparent) and ``label_voxels`` (voxels per label value 0..n at level 0:
+        NGFF label properties ``voxels`` and ``volume_um3``).
         """
         from nmc_assets.storage import _jsonable
 
@@ -182,7 +179,7 @@ class ImageWriter:
             downsample_level(self.arrays[level - 1], self.arrays[level], self.factors[level - 1], self.method, workers)
         self.pyramid_seconds += time.perf_counter() - t0
         ome = ome_metadata(self.transforms, name=self.name, method=self.method, labels=self.labels,
-                           source_image=source_image, n_labels=n_labels)
+                           source_image=source_image, n_labels=n_labels, label_voxels=label_voxels)
         extra = _jsonable(attrs or {})
         if "ome" in extra:
             raise ValueError(f"{self.path}: the attribute name 'ome' is reserved for the OME-Zarr metadata")
@@ -204,7 +201,7 @@ def downsample_level(src, dst, factors: Sequence[int], method: str, workers: int
     out_chunks = tuple(int(c) for c in dst.chunks)
     x = da.from_zarr(src, chunks=tuple(c * k for c, k in zip(out_chunks, f)))
     x = x[tuple(slice(0, n * k) for n, k in zip(dst.shape, f))]
-    y = x.map_blocks(_coarsen_chunk, f, method, dtype=dst.dtype,
+    y = x.map_blocks(coarsen, f, method, dtype=dst.dtype,
                      chunks=tuple(tuple(c // k for c in cs) for cs, k in zip(x.chunks, f)))
     with dask.config.set(scheduler="threads", num_workers=workers or os.cpu_count() or 1):
         da.store(y, dst, lock=False)
@@ -225,7 +222,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray, voxel_um: float | Se
                         labels=labels, min_side=min_side, name=Path(path).name)
         w.level0[...] = array
         count = (int(array.max()) if array.size else 0) if labels and n_labels is None else n_labels
-        w.finish(attrs, source_image=source_image, n_labels=count, workers=1)
+        voxels = np.bincount(array.ravel().astype(np.int64, copy=False)) if labels and array.size else None
+        w.finish(attrs, source_image=source_image, n_labels=count, label_voxels=voxels, workers=1)
 
     if atomic:
         with atomic_path(path) as tmp:
@@ -243,12 +241,16 @@ def label_colours(n_labels: int, seed: int = 17) -> list[tuple[int, int, int, in
 
 
 def ome_metadata(transforms: list[tuple[list[float], list[float]]], *, name: str, method: str, labels: bool = False,
-                 source_image: str | None = None, n_labels: int | None = None) -> dict:
-    """The ``ome`` attribute of an image (or label image) group, built and validated by ``ome-zarr-models``."""
+                 source_image: str | None = None, n_labels: int | None = None,
+                 label_voxels: np.ndarray | None = None) -> dict:
+    """The ``ome`` attribute of an image (or label image) group, built and validated by ``ome-zarr-models``.
+
+    Labels get colours for values 0..``n_labels`` and, with ``label_voxels``, properties ``voxels`` and
+    ``volume_um3`` per value (level-0 voxel counts; the same values, as NGFF requires)."""
     from ome_zarr_models.v05.axes import Axis
     from ome_zarr_models.v05.image import ImageAttrs
     from ome_zarr_models.v05.image_label import ImageLabelAttrs
-    from ome_zarr_models.v05.image_label_types import Color, Label, Source
+    from ome_zarr_models.v05.image_label_types import Color, Label, Property, Source
     from ome_zarr_models.v05.multiscales import Dataset, Multiscale
 
     multiscale = Multiscale(
@@ -262,7 +264,15 @@ def ome_metadata(transforms: list[tuple[list[float], list[float]]], *, name: str
         model = ImageAttrs(multiscales=[multiscale], version="0.5")
     else:
         colours = tuple(Color(**{"label-value": k, "rgba": c}) for k, c in enumerate(label_colours(int(n_labels or 0))))
-        label = Label(colors=colours, source=Source(image=source_image) if source_image else None, version="0.5")
+        props = None
+        if label_voxels is not None:
+            counts = np.zeros(len(colours), np.int64)
+            counts[: min(len(counts), len(label_voxels))] = np.asarray(label_voxels)[: len(counts)]
+            voxel_um3 = math.prod(transforms[0][0])
+            props = tuple(Property(**{"label-value": k, "voxels": int(n), "volume_um3": round(float(n * voxel_um3), 6)})
+                          for k, n in enumerate(counts))
+        label = Label(colors=colours, properties=props, source=Source(image=source_image) if source_image else None,
+                      version="0.5")
         model = ImageLabelAttrs(**{"image-label": label}, multiscales=[multiscale], version="0.5")
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 

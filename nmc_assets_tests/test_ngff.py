@@ -61,6 +61,9 @@ def test_written_image_validates_and_levels_match_coarsening(tmp_path, labels):
         label_meta = ome["image-label"]
         assert label_meta["source"]["image"] == "../../tomograms/v.zarr"
         assert label_meta["colors"][0] == {"label-value": 0, "rgba": [0, 0, 0, 0]} and len(label_meta["colors"]) == 7
+        counts = np.bincount(vol.ravel(), minlength=7)
+        assert [p["voxels"] for p in label_meta["properties"]] == counts.tolist()
+        assert label_meta["properties"][3]["volume_um3"] == pytest.approx(counts[3] * 0.07**3)
     levels = open_zarr_levels(out)
     assert [lv.shape for lv in levels] == [(40, 70, 90), (20, 35, 45), (10, 17, 22)]
     method = "nearest" if labels else "mean"

@@ -52,9 +52,10 @@ def binned_window(block: Block, factor: int, refine: bool) -> tuple[slice, ...]:
     return tuple(slice(s.start // factor, -(-s.stop // factor)) for s in region)
 
 
-def label_block(item: tuple[Block, np.ndarray], *, job: FullResJob) -> tuple[int, int]:
+def label_block(item: tuple[Block, np.ndarray], *, job: FullResJob) -> tuple[int, int, np.ndarray]:
     """Upsample (and refine) one block and write its core into ``job.out``; returns the labelled voxel
-    counts of the core before and after the refinement. ``item``: the block and its binned window."""
+    counts of the core before and after the refinement and the core's voxels per label value
+    (``bincount``). ``item``: the block and its binned window."""
     import zarr
 
     from ..storage import open_zarr
@@ -73,7 +74,7 @@ def label_block(item: tuple[Block, np.ndarray], *, job: FullResJob) -> tuple[int
     else:
         after = labels
     zarr.open_array(job.out, mode="r+")[block.core] = after
-    return int(np.count_nonzero(before)), int(np.count_nonzero(after))
+    return int(np.count_nonzero(before)), int(np.count_nonzero(after)), np.bincount(after.ravel())
 
 
 def block_shape_for(full_shape: tuple[int, ...], chunks: tuple[int, ...], block_chunks: tuple[int, ...] = DEFAULT_BLOCK_CHUNKS) -> tuple[int, ...]:
@@ -151,8 +152,11 @@ def write_full_resolution(
                     progress.advance()
         else:
             counts = runner.map(label_block, items, progress=progress, max_in_flight=in_flight, job=job)
-        image.finish(attrs, source_image=source_image, n_labels=int(binned.max()) if binned.size else 0,
-                     workers=workers)
+        n_labels = int(binned.max()) if binned.size else 0
+        voxels = np.zeros(n_labels + 1, np.int64)
+        for c in counts:
+            voxels[: len(c[2])] += c[2]
+        image.finish(attrs, source_image=source_image, n_labels=n_labels, label_voxels=voxels, workers=workers)
     before, after = (sum(c[i] for c in counts) for i in (0, 1))
     return {"blocks": len(blocks), "block_shape": list(block_shape), "halo": halo, "blocks_in_flight": in_flight,
             "labelled_before": before, "labelled_after": after, "path": str(Path(out_path)),

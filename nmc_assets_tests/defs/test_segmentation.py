@@ -111,4 +111,8 @@ def test_every_warehouse_volume_is_valid_ome_zarr(data_root):
     ome = labels.attrs["ome"]
     assert ome["image-label"]["source"]["image"] == "../../tomograms/sa.zarr"
     assert ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.25] * 3
-    assert open_zarr(root / "warehouse" / "fused_labels" / "sa.zarr").dtype == np.uint32
+    stored = np.asarray(open_zarr(root / "warehouse" / "fused_labels" / "sa.zarr")[...])
+    assert stored.dtype == np.uint32
+    # label properties: voxels per label value at full resolution, counted block by block
+    voxels = [p["voxels"] for p in ome["image-label"]["properties"]]
+    assert voxels == np.bincount(stored.ravel(), minlength=len(voxels)).tolist()
