@@ -53,6 +53,7 @@ def _pypi_reachable() -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_gpu_set_resolves_to_cuda_tensorflow_and_torch(tmp_path):
     if not _pypi_reachable():
         pytest.skip("needs PyPI (network)")
