@@ -24,7 +24,7 @@ HOVER_COLUMNS = ("damage", "volume_um3", "contact", "sphericity", "elongation", 
 
 
 class ViewerMissingError(ImportError):
-    """napari (the ``viewer`` extra) is not installed."""
+    """napari (the ``viewer`` extra) is not installed, or there is no display to show it on."""
 
 
 @dataclass
@@ -108,6 +108,9 @@ def show(scene: Scene, *, screenshot: str | os.PathLike | None = None, size: tup
         import napari
     except ImportError as exc:
         raise ViewerMissingError(f"the viewer needs napari, which is not installed: {VIEWER_EXTRA}") from exc
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")):
+        raise ViewerMissingError("no display to open napari on (DISPLAY is not set): run it on a desktop, "
+                                 "over ssh -X, or headless with a screenshot: xvfb-run -a nmc-assets view ... --screenshot out.png")
 
     viewer = napari.Viewer(title=f"nmc_assets: {scene.scan_id}", show=screenshot is None)
     viewer.window.resize(*size)

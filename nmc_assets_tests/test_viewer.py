@@ -73,3 +73,11 @@ def test_hovering_a_particle_shows_its_features(small_data_root):
     status = layer.get_status(scene.center_um, world=True)["value"]
     row = scene.features.set_index("index").loc[3]
     assert f"3; damage: {row['damage']:.3g}" in status and "volume_um3" in status  # "<level>, <label>; <features>"
+
+
+def test_cli_without_a_display_says_how_to_run_headless(small_data_root, monkeypatch, capsys):
+    pytest.importorskip("napari")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["view", "scan10", "--data-dir", str(small_data_root.root)]) == 3
+    assert "xvfb-run" in capsys.readouterr().err
