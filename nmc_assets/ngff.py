@@ -59,11 +59,12 @@ def level_shapes(shape: Sequence[int], min_side: int | None = PYRAMID_MIN_SIDE) 
 
 
 def level_transforms(shape: Sequence[int], voxel_um: Sequence[float] | float, method: str,
-                     min_side: int | None = PYRAMID_MIN_SIDE) -> list[tuple[list[float], list[float]]]:
-    """(scale, translation) in um of every level, level 0 first (see the module docstring)."""
+                     min_side: int | None = PYRAMID_MIN_SIDE, origin_um: float = 0.0) -> list[tuple[list[float], list[float]]]:
+    """(scale, translation) in um of every level, level 0 first (see the module docstring);
+    ``origin_um``: where level 0's first voxel centre lies on every axis (0 for full-resolution data)."""
     ndim = len(shape)
     scale = [float(v) for v in (voxel_um if isinstance(voxel_um, Sequence) else [voxel_um] * ndim)]
-    trans = [0.0] * ndim
+    trans = [float(origin_um)] * ndim
     out = [(list(scale), list(trans))]
     for f in level_factors(shape, min_side):
         if method == "mean":
@@ -110,12 +111,13 @@ class ImageWriter:
     Write level 0 through :attr:`level0` (or a path to it, :meth:`level_path`, for other processes),
     optionally level 1 along with it (:meth:`write_level1`, from aligned level-0 blocks already in
     memory), then call :meth:`finish` once: it computes the remaining levels blockwise from the level
-    above and writes the metadata. ``chunks`` (voxels) apply to every level, clipped to its shape.
+    above and writes the metadata. ``chunks`` (voxels) apply to every level, clipped to its shape;
+    ``voxel_um`` is level 0's voxel edge and ``origin_um`` its first voxel centre (both um).
     """
 
     def __init__(self, path: str | os.PathLike, shape: Sequence[int], dtype: Any, chunks: Sequence[int],
                  voxel_um: float | Sequence[float], *, labels: bool = False, min_side: int | None = PYRAMID_MIN_SIDE,
-                 name: str | None = None, fill_value: Any = 0):
+                 name: str | None = None, fill_value: Any = 0, origin_um: float = 0.0):
         import zarr
 
         self.path = Path(path)
@@ -127,7 +129,7 @@ class ImageWriter:
         self.method = "nearest" if labels else "mean"
         self.factors = level_factors(self.shape, min_side)
         self.shapes = level_shapes(self.shape, min_side)
-        self.transforms = level_transforms(self.shape, voxel_um, self.method, min_side)
+        self.transforms = level_transforms(self.shape, voxel_um, self.method, min_side, origin_um)
         self.name = name or self.path.name
         self.level1_written = False
         self.pyramid_seconds = 0.0  # time spent on levels >= 1 (write_level1 and finish), for benchmarks

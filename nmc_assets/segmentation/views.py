@@ -8,7 +8,8 @@ by slab into one Zarr group::
     <scan>.zarr/            attrs: views, binned_shape, full_shape, bin_factor, model, ...
       prob_xy, dist_xy      float16 (z, y, x) at the binned resolution, all views in volume axes
       prob_xz, dist_xz      (each an OME-Zarr image, :mod:`nmc_assets.ngff`: level 0 plus a mean
-      prob_yz, dist_yz      pyramid, scale ``pixel_um`` in um; read level 0 with ``image_level``)
+      prob_yz, dist_yz      pyramid, scale ``pixel_um`` in um, placed on the tomogram; read level 0
+                            with ``image_level``)
 
 ``dist_*`` is the mean over rays of the predicted ray distances, in binned pixels. Only one slab of
 one view is in memory at a time (plus the input volume).
@@ -75,11 +76,14 @@ def write_view_maps(model, volume: np.ndarray, out_path: str | os.PathLike, attr
     shape = volume.shape
     chunks = tuple(min(SLAB, s) for s in shape)
     pixel_um = float(attrs["pixel_um"])
+    # a binned voxel is the mean of factor^3 full-resolution voxels: its centre in the tomogram's frame (um)
+    origin_um = (int(attrs.get("bin_factor", 1)) - 1) / 2 * float(attrs.get("voxel_size_um", pixel_um))
     with atomic_path(out_path) as tmp:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         for view in views:
             axis = VIEW_AXIS[view]
-            images = {c: ImageWriter(tmp / f"{c}_{view}", shape, "float16", chunks, pixel_um, name=f"{c}_{view}")
+            images = {c: ImageWriter(tmp / f"{c}_{view}", shape, "float16", chunks, pixel_um, name=f"{c}_{view}",
+                                     origin_um=origin_um)
                       for c in ("prob", "dist")}
             for idx, prob, dist in iter_view(model, volume, view, batch_size=batch_size):
                 region = tuple(idx if a == axis else slice(None) for a in range(3))

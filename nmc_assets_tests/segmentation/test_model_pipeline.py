@@ -7,7 +7,7 @@ import zarr
 from nmc_assets.segmentation.metrics import accuracy_summary
 from nmc_assets.segmentation.model import load_stardist, read_model_meta
 from nmc_assets.segmentation.pipeline import FusionParams, fused_labels, view_probabilities
-from nmc_assets.storage import open_zarr
+from nmc_assets.storage import open_zarr, open_zarr_group
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,10 @@ def test_binned_prediction_upsamples_to_full_grid(tiny_model, phantom_scans, tmp
     img2 = ndimage.zoom(img[:24, :48, :48], 2, order=1)
     info = view_probabilities(model_dir, img2, 0.125, tmp_path / "v2.zarr", normalize=tuple(np.percentile(img2, [1, 99.8])))
     assert info["bin_factor"] == 2 and tuple(info["binned_shape"]) == (24, 48, 48)
+    # the binned maps sit on the full-resolution grid: scale 2 voxels, first centre half a voxel in
+    ds = open_zarr_group(tmp_path / "v2.zarr" / "prob_xz").attrs["ome"]["multiscales"][0]["datasets"][0]
+    assert ds["coordinateTransformations"] == [{"type": "scale", "scale": [0.25] * 3},
+                                               {"type": "translation", "translation": [0.0625] * 3}]
     labels, _ = fused_labels(tmp_path / "v2.zarr", tmp_path / "f2.zarr", FusionParams(fg_threshold=0.2, h=0.1))
     assert open_zarr(tmp_path / "f2.zarr").shape == img2.shape
     assert labels.shape == (24, 48, 48)
