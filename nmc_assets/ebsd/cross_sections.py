@@ -36,16 +36,18 @@ def has_cross_sections(folder: Path) -> bool:
     return folder.is_dir() and (any(p.suffix.lower() in _TIFF for p in folder.iterdir()) or bool(ebsd_files(folder)))
 
 
-def read_cross_sections(folder: Path, settings: SectionSettings | None = None) -> tuple[list, pd.DataFrame, list[dict]]:
-    """All sections of ``folder``: label TIFFs (``read_sections``) then EBSD maps in name order; the per-grain
-    table of the maps; one summary dict per map (file, grid, step, points, indexed fraction, grains, sections).
-    A bad file raises ``ValueError`` ``<file>: <problem>``."""
+def read_cross_sections(folder: Path | None, settings: SectionSettings | None = None,
+                        maps: list[Path] | None = None) -> tuple[list, pd.DataFrame, list[dict]]:
+    """All sections of ``folder``: label TIFFs (``read_sections``) then EBSD maps in name order (or only the
+    given ``maps`` when ``folder`` is None); the per-grain table of the maps; one summary dict per map (file,
+    grid, step, shape, indexed fraction, phases, grains, sections). A bad file raises ``ValueError``
+    ``<file>: <problem>``."""
     from nmc_assets.synthesis.sections import read_sections
 
     s = settings or SectionSettings()
-    sections = read_sections(folder)
+    sections = read_sections(folder) if folder is not None else []
     tables, summaries = [], []
-    for path in ebsd_files(folder):
+    for path in (ebsd_files(folder) if maps is None else [Path(p) for p in maps]):
         m = read_map(path)
         secs, table, grains, _ = map_sections(m, s)
         sections.extend(secs)
@@ -62,19 +64,21 @@ def read_cross_sections(folder: Path, settings: SectionSettings | None = None) -
     return sections, table, summaries
 
 
-def write_cross_sections(out: Path, folder: Path, settings: SectionSettings | None = None) -> list:
-    """Write the sections of ``folder`` (:func:`read_cross_sections`) to ``out`` with ``manifest.json``
-    (``source: user``, the EBSD maps' summaries and settings) and the per-grain table; [] when there are none."""
+def write_cross_sections(out: Path, folder: Path | None, settings: SectionSettings | None = None,
+                         maps: list[Path] | None = None) -> list:
+    """Write the sections of ``folder`` / ``maps`` (:func:`read_cross_sections`) to ``out`` with
+    ``manifest.json`` (``source: user``, the EBSD maps' summaries and settings) and the per-grain table;
+    [] when there are none."""
     from dataclasses import asdict
 
     from nmc_assets.synthesis.sections import write_sections
     from nmc_assets.synthesis.store import MANIFEST_FILE
 
     s = settings or SectionSettings()
-    sections, table, summaries = read_cross_sections(folder, s)
+    sections, table, summaries = read_cross_sections(folder, s, maps)
     if not sections:
         return []
-    manifest = {"source": "user", "source_dir": str(folder), "n_sections": len(sections)}
+    manifest = {"source": "user", "source_dir": str(folder) if folder is not None else None, "n_sections": len(sections)}
     if summaries:
         manifest.update(ebsd_maps=summaries, ebsd_settings=asdict(s))
     write_sections(out, sections, {MANIFEST_FILE: manifest}, tables={GRAIN_TABLE_FILE: table} if summaries else None)
