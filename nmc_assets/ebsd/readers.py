@@ -88,6 +88,8 @@ def _read_with_orix(path: Path, suffix: str) -> EbsdMap:
     except EbsdError:
         raise
     except Exception as exc:  # noqa: BLE001 - orix/numpy raise many types for damaged files
+        if isinstance(exc, ValueError) and "valid point group" in str(exc):
+            raise EbsdError(path, f"a phase has an unknown crystal symmetry ({exc})") from exc
         raise EbsdError(path, f"cannot read ({type(exc).__name__}: {exc})") from exc
     if isinstance(xmap, list):
         xmap = xmap[0]
