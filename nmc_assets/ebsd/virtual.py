@@ -131,8 +131,10 @@ def virtual_map(params: GrainParams, s: VirtualEbsdSettings, rng: np.random.Gene
     sel = noise.select(near_plane(noise, plane, math.exp(params.elongation_log_mean + 3 * params.elongation_log_sd)))
     with torch.no_grad():
         seeds, axes, elong, weights = grain_geometry(sel, params.tensors(), device="cpu")
-        d = cell_distances(torch.as_tensor(pts[inside], dtype=torch.float64), seeds, radial_metrics(axes, elong), weights)
-        owner = d.argmin(1).numpy()
+        metrics, inner = radial_metrics(axes, elong), torch.as_tensor(pts[inside], dtype=torch.float64)
+        chunk = max(1024, (1 << 24) // max(len(sel), 1))  # points per chunk: <= 128 MiB of float64 distances
+        owner = torch.cat([cell_distances(inner[i:i + chunk], seeds, metrics, weights).argmin(1)
+                           for i in range(0, len(inner), chunk)]).numpy()
     used, consecutive = np.unique(owner, return_inverse=True)
     truth = np.zeros(len(x), np.int64)
     truth[inside] = consecutive + 1
