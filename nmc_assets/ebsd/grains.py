@@ -17,7 +17,8 @@ import numpy as np
 from nmc_assets.ebsd.maps import EbsdError, EbsdMap
 from nmc_assets.settings import setting
 
-__all__ = ["GrainSettings", "quality_mask", "neighbour_disorientations", "rebuild_grains", "fill_from_neighbours"]
+__all__ = ["GrainSettings", "quality_mask", "neighbour_disorientations", "neighbour_connected", "rebuild_grains",
+           "fill_from_neighbours"]
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,7 @@ def neighbour_disorientations(m: EbsdMap, keep: np.ndarray | None = None) -> tup
     keep = m.indexed if keep is None else keep
     out = []
     for axis in (1, 0):
-        a = [slice(None), slice(None)]
-        b = [slice(None), slice(None)]
-        a[axis], b[axis] = slice(0, -1), slice(1, None)
-        a, b = tuple(a), tuple(b)
+        a, b = _pairs(axis)
         ang = np.full(keep[a].shape, np.inf)
         same = keep[a] & keep[b] & (m.phase_id[a] == m.phase_id[b])
         for pid, phase in m.phases.items():
@@ -75,6 +73,37 @@ def neighbour_disorientations(m: EbsdMap, keep: np.ndarray | None = None) -> tup
     return out[0], out[1]
 
 
+def _pairs(axis: int):
+    a = [slice(None), slice(None)]
+    b = [slice(None), slice(None)]
+    a[axis], b[axis] = slice(0, -1), slice(1, None)
+    return tuple(a), tuple(b)
+
+
+def neighbour_connected(m: EbsdMap, keep: np.ndarray, threshold_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each point is in one grain with its right neighbour (rows, cols-1) and with the one below
+    (rows-1, cols): both kept, same phase, disorientation <= ``threshold_deg``. Same answer as thresholding
+    :func:`neighbour_disorientations`, faster: the plain misorientation of the two stored orientations is an
+    upper bound of the disorientation, so only pairs above the threshold by it go through the symmetry."""
+    from orix.quaternion import Orientation, Rotation
+
+    q = Rotation.from_euler(m.euler_rad.reshape(-1, 3)).data.reshape(m.shape + (4,))
+    cos_half = np.cos(np.radians(threshold_deg) / 2)
+    out = []
+    for axis in (1, 0):
+        a, b = _pairs(axis)
+        same = keep[a] & keep[b] & (m.phase_id[a] == m.phase_id[b])
+        near = same & (np.abs(np.einsum("...c,...c->...", q[a], q[b])) >= cos_half)
+        for pid, phase in m.phases.items():
+            sel = same & ~near & (m.phase_id[a] == pid)
+            if sel.any():
+                sym = phase.symmetry()
+                ang = Orientation(q[a][sel], symmetry=sym).angle_with(Orientation(q[b][sel], symmetry=sym), degrees=True)
+                near[sel] = ang <= threshold_deg
+        out.append(near)
+    return out[0], out[1]
+
+
 def rebuild_grains(m: EbsdMap, settings: GrainSettings | None = None, keep: np.ndarray | None = None) -> np.ndarray:
     """Grain labels (rows, cols) int32: 0 = no grain (not indexed, low quality, or a grain smaller than
     ``min_grain_size``), 1..N grains in row-major order of their first point."""
@@ -87,8 +116,7 @@ def rebuild_grains(m: EbsdMap, settings: GrainSettings | None = None, keep: np.n
         raise EbsdError(m.source, "no point left to build grains from (all unindexed or below the quality thresholds)")
     rows, cols = m.shape
     idx = np.arange(rows * cols).reshape(rows, cols)
-    dx, dy = neighbour_disorientations(m, keep)
-    ex, ey = dx <= s.threshold_deg, dy <= s.threshold_deg
+    ex, ey = neighbour_connected(m, keep, s.threshold_deg)
     src = np.concatenate([idx[:, :-1][ex], idx[:-1, :][ey]])
     dst = np.concatenate([idx[:, 1:][ex], idx[1:, :][ey]])
     graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(rows * cols, rows * cols))

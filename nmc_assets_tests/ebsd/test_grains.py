@@ -69,3 +69,15 @@ def test_bad_settings_are_refused():
         GrainSettings(threshold_deg=0)
     with pytest.raises(ValueError, match="min_grain_size"):
         GrainSettings(min_grain_size=-1)
+
+
+def test_fast_neighbour_test_equals_thresholded_disorientations(virtual_dir):
+    from nmc_assets.ebsd.grains import neighbour_connected
+    from nmc_assets.ebsd.readers import read_map
+
+    m = read_map(virtual_dir / "hex" / "virtual_0001.ang")
+    dx, dy = neighbour_disorientations(m)
+    for thr in (2.0, 5.0, 15.0):
+        cx, cy = neighbour_connected(m, m.indexed, thr)
+        np.testing.assert_array_equal(cx, dx <= thr)
+        np.testing.assert_array_equal(cy, dy <= thr)
