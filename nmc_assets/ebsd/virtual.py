@@ -155,7 +155,8 @@ def virtual_map(params: GrainParams, s: VirtualEbsdSettings, rng: np.random.Gene
     boundary[diff.ravel()] = True
     bad = (boundary & (rng.random(n) < s.boundary_misindex)) | (inside & ~boundary & (rng.random(n) < s.low_confidence_fraction))
     if bad.any():
-        euler[bad] = Rotation.random(int(bad.sum())).to_euler().reshape(-1, 3)
+        q = rng.standard_normal((int(bad.sum()), 4))  # uniform random rotations (normalised 4D Gaussians)
+        euler[bad] = Rotation(q / np.linalg.norm(q, axis=1, keepdims=True)).to_euler().reshape(-1, 3)
         ci[bad] = rng.uniform(0.0, 0.08, int(bad.sum()))
     return VirtualMap(x, y, euler, phase, ci, iq, fit, truth, c_axes, nrows, n_odd, n_even, float(plane.offset_um))
 
