@@ -66,6 +66,19 @@ def _ang_header(path: Path) -> dict:
     return out
 
 
+def _ctf_header(path: Path) -> dict:
+    """``XCells``, ``YCells``, ``XStep``, ``YStep`` of a ``.ctf`` header (the lines before ``Phase X Y ...``)."""
+    out = {}
+    with open(path, errors="replace") as f:
+        for i, line in enumerate(f):
+            if line.startswith("Phase\tX\tY") or i > 1000:
+                break
+            parts = line.strip().split("\t")
+            if len(parts) >= 2 and parts[0] in ("XCells", "YCells", "XStep", "YStep"):
+                out[parts[0]] = parts[1]
+    return out
+
+
 def _number(header: dict, key: str, path: Path, kind=float):
     try:
         return kind(header[key])
@@ -78,11 +91,12 @@ def _number(header: dict, key: str, path: Path, kind=float):
 def _read_with_orix(path: Path, suffix: str) -> EbsdMap:
     from orix import io as oio
 
-    header = _ang_header(path) if suffix == ".ang" else {}
-    if suffix == ".ang":
-        step = _number(header, "XSTEP", path) if "XSTEP" in header else float("nan")
+    header = _ang_header(path) if suffix == ".ang" else _ctf_header(path) if suffix == ".ctf" else {}
+    step_key = {".ang": "XSTEP", ".ctf": "XStep"}.get(suffix)
+    if step_key:
+        step = _number(header, step_key, path) if step_key in header else float("nan")
         if not (np.isfinite(step) and step > 0):
-            raise EbsdError(path, "no step size (XSTEP missing or not positive in the header)")
+            raise EbsdError(path, f"no step size ({step_key} missing or not positive in the header)")
     try:
         xmap = oio.load(str(path), autogen_names=False) if suffix == ".ang" else oio.load(str(path))
     except EbsdError:
@@ -97,7 +111,7 @@ def _read_with_orix(path: Path, suffix: str) -> EbsdMap:
     x, y = np.asarray(xmap.x, float).ravel(), np.asarray(xmap.y, float).ravel()
     euler = xmap.rotations.to_euler().reshape(-1, 3)
     pid = np.asarray(xmap.phase_id).ravel().astype(np.int64)
-    props = {k: np.asarray(v, float).ravel() for k, v in xmap.prop.items()}
+    props = {k.lower(): np.asarray(v, float).ravel() for k, v in xmap.prop.items()}  # ci, iq, fit, mad, bc, bs ...
     phases: dict[int, EbsdPhase] = {}
     id_map = {}
     for pid_orix, ph in xmap.phases:
@@ -130,6 +144,12 @@ def _read_with_orix(path: Path, suffix: str) -> EbsdMap:
             meta.update(grid="hexagonal, resampled to a square grid (nearest neighbour, same step)", hex_points=n)
             return EbsdMap(sq.pop("euler"), sq.pop("phase").astype(np.int32), phases, step, str(path), sq, meta)
         dx, dy = step, _number(header, "YSTEP", path) if "YSTEP" in header else step
+    elif suffix == ".ctf":
+        expected = _number(header, "XCells", path, int) * _number(header, "YCells", path, int)
+        if n != expected:
+            raise EbsdError(path, f"truncated or damaged: {n} points, the header's grid has {expected}")
+        dx = step
+        dy = _number(header, "YStep", path) if "YStep" in header else step
     else:
         dx, dy = float(xmap.dx), float(xmap.dy)
         if not (np.isfinite(dx) and dx > 0):

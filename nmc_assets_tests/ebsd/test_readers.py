@@ -115,3 +115,37 @@ def test_bad_oxford_files(tmp_path, shared_ebsd):
         read_map(tmp_path / "b.cpr")
     with pytest.raises(EbsdError, match="not an EBSD map"):
         read_map(tmp_path / "x.txt")
+
+
+def _write_ctf(path, m, laue_id: int = 7, n_rows=None):
+    """An Oxford .ctf text file of the map ``m`` (Euler in degrees; phase 0 = not indexed)."""
+    rows, cols = m.shape
+    head = ["Channel Text File", "Prj\tvirtual", "Author\tnmc_assets tests", "JobMode\tGrid", f"XCells\t{cols}",
+            f"YCells\t{rows}", f"XStep\t{m.step_um}", f"YStep\t{m.step_um}", "AcqE1\t0", "AcqE2\t0", "AcqE3\t0",
+            "Euler angles refer to Sample Coordinate system (CS0)!\tMag\t1000\tCoverage\t100\tDevice\t0\tKV\t20",
+            "Phases\t1", f"2.870;2.870;14.200\t90.000;90.000;120.000\tNMC811\t{laue_id}\t166",
+            "Phase\tX\tY\tBands\tError\tEuler1\tEuler2\tEuler3\tMAD\tBC\tBS"]
+    rr, cc = np.mgrid[0:rows, 0:cols]
+    eul = np.degrees(m.euler_rad)
+    body = [f"{int(m.indexed[r, c])}\t{c * m.step_um:.4f}\t{r * m.step_um:.4f}\t8\t0\t{eul[r, c, 0]:.4f}\t{eul[r, c, 1]:.4f}\t"
+            f"{eul[r, c, 2]:.4f}\t0.5\t120\t150" for r, c in zip(rr.ravel()[: n_rows], cc.ravel()[: n_rows])]
+    path.write_text("\n".join(head + body) + "\n")
+
+
+def test_oxford_ctf_reads(tmp_path, virtual_dir):
+    ref = read_map(virtual_dir / "square" / "virtual_0000.ang")
+    _write_ctf(tmp_path / "map.ctf", ref)
+    m = read_map(tmp_path / "map.ctf")
+    assert m.shape == ref.shape and m.step_um == pytest.approx(0.1)
+    assert [(p.name, p.laue_group) for p in m.phases.values()] == [("NMC811", "-3m")]
+    np.testing.assert_array_equal(m.indexed, ref.indexed)
+    from orix.quaternion import Orientation
+
+    sym = m.phases[1].symmetry()
+    a = Orientation.from_euler(m.euler_rad[m.indexed], symmetry=sym)
+    b = Orientation.from_euler(ref.euler_rad[ref.indexed], symmetry=sym)
+    assert a.angle_with(b, degrees=True).max() < 0.01
+    assert {"mad", "bc", "bs"} <= set(m.quality) and (m.quality["bc"][m.indexed] == 120).all()
+    _write_ctf(tmp_path / "cut.ctf", ref, n_rows=ref.phase_id.size - 55)
+    with pytest.raises(EbsdError, match=r"cut\.ctf: truncated or damaged"):
+        read_map(tmp_path / "cut.ctf")
