@@ -84,3 +84,15 @@ def test_c_axes_of_virtual_grains_match_the_truth(virtual_dir):
             t = np.bincount(truth[labels == g]).argmax()  # the truth grain under most of the grain
             errs.append(np.degrees(np.arccos(min(abs(c[g - 1] @ c_true[t - 1]), 1.0))))
         assert len(errs) >= 20 and np.median(errs) < 1.0 and np.mean(np.array(errs) < 3) > 0.9, (grid, errs)
+
+
+def test_fine_sections_are_resampled_to_a_bounded_size():
+    m = _two_particles()
+    full = map_sections(m, SectionSettings(min_grain_size=5, min_particle_area_px=50, max_section_px=0))[0]
+    small = map_sections(m, SectionSettings(min_grain_size=5, min_particle_area_px=50, max_section_px=11))[0]
+    assert [s.labels.shape for s in full] == [(33, 33), (33, 33)] and [s.labels.shape for s in small] == [(11, 11), (11, 11)]
+    assert [s.pixel_size_um for s in small] == pytest.approx([0.15, 0.15])  # 33 x 0.05 um = 11 x 0.15 um
+    assert [int(s.labels.max()) for s in small] == [2, 1]
+    # the particle keeps its area (within the pixelation of an 11-pixel disc)
+    for a, b in zip(full, small):
+        assert b.mask.sum() * b.pixel_size_um**2 == pytest.approx(a.mask.sum() * a.pixel_size_um**2, rel=0.15)
