@@ -81,3 +81,18 @@ def test_fast_neighbour_test_equals_thresholded_disorientations(virtual_dir):
         cx, cy = neighbour_connected(m, m.indexed, thr)
         np.testing.assert_array_equal(cx, dx <= thr)
         np.testing.assert_array_equal(cy, dy <= thr)
+
+
+def test_oxford_quality_figures_mask_points(shared_ebsd):
+    from nmc_assets.ebsd.grains import quality_mask
+    from nmc_assets.ebsd.readers import read_map
+
+    m = read_map(shared_ebsd / "defdap" / "testDataEBSD.crc")  # the .crc names its .cpr
+    mad, bc = m.quality["mad"], m.quality["bc"]
+    assert quality_mask(m, GrainSettings()).all()  # MAD and band-contrast thresholds are off by default
+    thr_mad, thr_bc = float(np.percentile(mad, 90)), float(np.percentile(bc, 10))
+    keep = quality_mask(m, GrainSettings(max_mad_deg=thr_mad, min_band_contrast=thr_bc))
+    np.testing.assert_array_equal(keep, (mad <= thr_mad) & (bc >= thr_bc))
+    assert 0.7 < keep.mean() < 0.9
+    lab = rebuild_grains(m, GrainSettings(max_mad_deg=thr_mad, min_band_contrast=thr_bc, min_grain_size=0))
+    assert (lab[~keep] == 0).all() and (lab[keep] > 0).all()
