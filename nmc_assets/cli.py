@@ -4,6 +4,7 @@ Subcommands register themselves in :data:`SUBCOMMANDS` as ``name -> (help, add_a
 ``run(args) -> int`` returns the exit status. To add one, write the two functions and one entry.
 
     nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY scan_id"
+    nmc-assets ebsd grains MAP.ang --threshold-deg 5 --min-grain-size 10 --out GRAINS.tif
     nmc-assets view SCAN [--particle ID]        (napari: pip install -e ".[viewer]")
 """
 
@@ -56,6 +57,18 @@ def _run_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ebsd_arguments(p: argparse.ArgumentParser) -> None:
+    from nmc_assets.ebsd.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _run_ebsd(args: argparse.Namespace) -> int:
+    from nmc_assets.ebsd.cli import run
+
+    return run(args)
+
+
 # --- view ------------------------------------------------------------------------------------------
 def _add_view_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scan", help="scan id (warehouse/tomograms/<scan>.zarr)")
@@ -87,6 +100,7 @@ def _run_view(args: argparse.Namespace) -> int:
 
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "sql": ("run read-only SQL (SELECT) on the DuckDB catalog and print the results", _add_sql_arguments, _run_sql),
+    "ebsd": ("EBSD maps: rebuild grains, cut particles into calibration sections, write virtual maps", _add_ebsd_arguments, _run_ebsd),
     "view": ("open a scan's tomogram, fused labels and features in napari (the viewer extra)", _add_view_arguments, _run_view),
 }
 

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.resources import DataRootResource, DeviceResource
+from nmc_assets.ebsd.particles import SectionSettings
 from nmc_assets.synthesis import store
 from nmc_assets.synthesis.gan import GanConfig
 
@@ -38,21 +39,27 @@ def _inputs_present():
 
 
 # ------------------------------------------------------------------------------------------------------
-class GrainSectionsConfig(dg.Config):
+@core_settings(SectionSettings)
+class GrainSectionsConfig(CoreSettingsConfig):
+    """Where the sections come from; for EBSD maps in ``cross_sections/``, how grains and particles are
+    rebuilt (:class:`nmc_assets.ebsd.particles.SectionSettings`)."""
+
     source: str = Field(default="auto", description="auto (user cross_sections/ if any, else pseudo-EBSD) | user | pseudo_ebsd")
     n_sections: int = Field(default=0, description="pseudo-EBSD: number of sections; 0 = the reference file's count (256)")
 
 
-@dg.asset(group_name=GROUP, kinds={"numpy", "file"}, code_version="grain-sections-v1", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, kinds={"numpy", "file"}, code_version="grain-sections-v2", owners=["team:synthesis"])
 def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
     """2D grain-label cross-sections used to calibrate the grain model (the EBSD side of the model).
 
-    User data from ``cross_sections/`` (uint16 TIFF + ``{"pixel_size_um"}`` sidecar, docs/design.md §3.1) when present;
-    otherwise embedded pseudo-EBSD sections: hard-tessellation planar sections (random orientation, offset
+    User data from ``cross_sections/`` when present: uint16 TIFF + ``{"pixel_size_um"}`` sidecar (docs/design.md §3.1)
+    and EBSD maps (``.ang``, ``.ctf``, ``.cpr``/``.crc``, ``.h5``), whose grains are rebuilt and whose particles
+    become one section each (:mod:`nmc_assets.ebsd`; per-grain table ``ebsd_grains.parquet``); otherwise embedded pseudo-EBSD sections: hard-tessellation planar sections (random orientation, offset
     up to half the radius) of particles drawn from a packaged reference parameter set. The reference is
     recorded in ``reference_params.json`` next to the sections for the quality check only; the calibration
     never reads it.
     """
+    from nmc_assets.ebsd.cross_sections import has_cross_sections, write_cross_sections
     from nmc_assets.previews import labels_montage_markdown
     from nmc_assets.synthesis.sections import descriptor_samples
 
@@ -61,13 +68,17 @@ def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfi
     layout = data_root.layout
     user_dir = layout.cross_sections
     out = layout.grain_sections
-    if config.source == "user" or (config.source == "auto" and store.has_user_sections(user_dir)):
-        sections = store.write_user_sections(out, user_dir)
+    if config.source == "user" or (config.source == "auto" and has_cross_sections(user_dir)):
+        try:
+            sections = write_cross_sections(out, user_dir, config.to_core())
+        except ValueError as exc:  # a bad TIFF, sidecar or EBSD map: "<file>: <problem>"
+            raise dg.Failure(description=f"grain_sections: {exc}") from exc
         if not sections:
-            raise dg.Failure(description=f"grain_sections: no section TIFFs in {user_dir}")
+            raise dg.Failure(description=f"grain_sections: no section TIFFs or EBSD maps in {user_dir}")
     else:
         sections = store.write_pseudo_ebsd_sections(out, config.n_sections)
-    source = store.read_manifest(out)["source"]
+    manifest = store.read_manifest(out)
+    source = manifest["source"]
     desc = descriptor_samples(sections)
     context.log.info(f"grain_sections: {len(sections)} sections ({source}) -> {out}")
     shown = [s.labels for s in sections[:4]]
@@ -78,6 +89,7 @@ def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfi
             "n_sections": len(sections),
             "grains_per_section_mean": float(desc["grains_per_section"].mean()),
             "grain_area_um2_mean": float(desc["area_um2"].mean()),
+            "ebsd_maps": dg.MetadataValue.json(manifest.get("ebsd_maps", [])),
             "preview": dg.MetadataValue.md(labels_montage_markdown(shown, "grain sections", 4 * max(i.shape[1] for i in shown) + 16)),
         }
     )

@@ -71,10 +71,12 @@ def read_sections(folder: str | Path) -> list[Section]:
     return sections
 
 
-def write_sections(folder: str | Path, sections: list[Section], extra_files: dict[str, dict] | None = None) -> Path:
+def write_sections(folder: str | Path, sections: list[Section], extra_files: dict[str, dict] | None = None,
+                   tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Write sections as ``section_XXXX.tif`` (uint16, zlib) + ``.json`` sidecars into ``folder`` atomically.
 
-    ``extra_files`` maps file names to JSON objects written alongside (e.g. a manifest).
+    ``extra_files`` maps file names to JSON objects written alongside (e.g. a manifest); ``tables`` maps
+    file names to data frames written alongside as Parquet (e.g. the EBSD per-grain table).
     """
     import tifffile
 
@@ -89,6 +91,8 @@ def write_sections(folder: str | Path, sections: list[Section], extra_files: dic
             (tmp / f"{name}.json").write_text(json.dumps({"pixel_size_um": sec.pixel_size_um}, sort_keys=True) + "\n")
         for fname, obj in (extra_files or {}).items():
             (tmp / fname).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        for fname, df in (tables or {}).items():
+            df.to_parquet(tmp / fname, index=False)
     return folder
 
 

@@ -2,8 +2,9 @@
 
 Every write is atomic. The folders (under the data root, docs/design.md §3.1) are chosen by the caller:
 
-- grain sections folder: label TIFFs + sidecars (:func:`.sections.write_sections`), ``manifest.json`` and,
-  for embedded pseudo-EBSD sections, ``reference_params.json`` (read only by the quality check);
+- grain sections folder: label TIFFs + sidecars (:func:`.sections.write_sections`) and ``manifest.json``
+  (user data, label TIFFs and EBSD maps: :func:`nmc_assets.ebsd.cross_sections.write_cross_sections`);
+  for embedded pseudo-EBSD sections also ``reference_params.json`` (read only by the quality check);
 - shell model file: the fitted ``ShellParams`` and a summary (:func:`.shell_fit.fit_shell_params`);
 - one grain-model folder per calibration version: ``checkpoint.pt`` + ``params.json``; a ``latest.json``
   ``{"version": ...}`` names the current one.
@@ -46,20 +47,6 @@ def write_pseudo_ebsd_sections(folder: Path, n_sections: int = 0) -> list:
     manifest = {"source": "pseudo_ebsd", "n_sections": n, "pixel_size_um": ref["pixel_size_um"]}
     write_sections(folder, sections, {MANIFEST_FILE: manifest, REFERENCE_FILE: {**ref, "n_sections": n, "mean_elongation": params.mean_elongation}})
     return sections
-
-
-def write_user_sections(folder: Path, source: Path) -> list:
-    """Copy the user's section TIFFs (+ sidecars) from ``source`` with a manifest; [] when there are none."""
-    from nmc_assets.synthesis.sections import read_sections, write_sections
-
-    sections = read_sections(source)
-    if sections:
-        write_sections(folder, sections, {MANIFEST_FILE: {"source": "user", "source_dir": str(source), "n_sections": len(sections)}})
-    return sections
-
-
-def has_user_sections(source: Path) -> bool:
-    return source.is_dir() and any(p.suffix.lower() in (".tif", ".tiff") for p in source.iterdir())
 
 
 def read_manifest(folder: Path) -> dict:

@@ -1,0 +1,141 @@
+"""Grains from an orientation map: neighbour disorientations with each phase's crystal symmetry, a
+threshold, connected components, a minimum grain size, and optional filling of the points left over.
+
+Two 4-neighbours are in one grain when both are indexed, of the same phase, and their disorientation (the
+smallest rotation angle between them over the phase's proper rotation group, orix ``Orientation.angle_with``)
+is at most ``threshold_deg``. Grains are the connected components of that graph
+(``scipy.sparse.csgraph.connected_components``), numbered 1..N in row-major order of their first point,
+as DefDAP's flood fill numbers them; components smaller than ``min_grain_size`` points are not grains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmc_assets.ebsd.maps import EbsdError, EbsdMap
+from nmc_assets.settings import setting
+
+__all__ = ["GrainSettings", "quality_mask", "neighbour_disorientations", "neighbour_connected", "rebuild_grains",
+           "fill_from_neighbours"]
+
+
+@dataclass(frozen=True)
+class GrainSettings:
+    """How grains are rebuilt from an orientation map."""
+
+    threshold_deg: float = setting(5.0, "disorientation (deg) above which two neighbouring points lie in different grains")
+    min_grain_size: int = setting(10, "grains with fewer points are not grains (their points are filled from neighbours in sections)")
+    min_confidence: float = setting(0.1, "TSL .ang: points with a confidence index below this are treated as not indexed (0 = off)")
+    max_mad_deg: float = setting(0.0, "Oxford: points with a mean angular deviation above this (deg) are not indexed (0 = off)")
+    min_band_contrast: float = setting(0.0, "Oxford: points with a band contrast below this are not indexed (0 = off)")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold_deg < 180:
+            raise ValueError(f"threshold_deg must be in (0, 180), got {self.threshold_deg}")
+        if self.min_grain_size < 0:
+            raise ValueError(f"min_grain_size must be >= 0, got {self.min_grain_size}")
+
+
+def quality_mask(m: EbsdMap, s: GrainSettings) -> np.ndarray:
+    """(rows, cols) bool: indexed points that pass the quality thresholds the map has figures for."""
+    keep = m.indexed.copy()
+    if s.min_confidence > 0 and "ci" in m.quality:
+        keep &= np.nan_to_num(m.quality["ci"], nan=-1) >= s.min_confidence
+    if s.max_mad_deg > 0 and "mad" in m.quality:
+        keep &= np.nan_to_num(m.quality["mad"], nan=np.inf) <= s.max_mad_deg
+    if s.min_band_contrast > 0 and "bc" in m.quality:
+        keep &= np.nan_to_num(m.quality["bc"], nan=0) >= s.min_band_contrast
+    return keep
+
+
+def neighbour_disorientations(m: EbsdMap, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Disorientation angles (deg) to the right neighbour (rows, cols-1) and to the neighbour below
+    (rows-1, cols); ``inf`` where either point is not kept (default: not indexed) or the phases differ."""
+    keep = m.indexed if keep is None else keep
+    out = []
+    for axis in (1, 0):
+        a, b = _pairs(axis)
+        ang = np.full(keep[a].shape, np.inf)
+        same = keep[a] & keep[b] & (m.phase_id[a] == m.phase_id[b])
+        for pid, phase in m.phases.items():
+            sel = same & (m.phase_id[a] == pid)
+            if not sel.any():
+                continue
+            from orix.quaternion import Orientation
+
+            sym = phase.symmetry()
+            o1 = Orientation.from_euler(m.euler_rad[a][sel], symmetry=sym)
+            o2 = Orientation.from_euler(m.euler_rad[b][sel], symmetry=sym)
+            ang[sel] = o1.angle_with(o2, degrees=True)
+        out.append(ang)
+    return out[0], out[1]
+
+
+def _pairs(axis: int):
+    a = [slice(None), slice(None)]
+    b = [slice(None), slice(None)]
+    a[axis], b[axis] = slice(0, -1), slice(1, None)
+    return tuple(a), tuple(b)
+
+
+def neighbour_connected(m: EbsdMap, keep: np.ndarray, threshold_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each point is in one grain with its right neighbour (rows, cols-1) and with the one below
+    (rows-1, cols): both kept, same phase, disorientation <= ``threshold_deg``. Same answer as thresholding
+    :func:`neighbour_disorientations`, faster: the plain misorientation of the two stored orientations is an
+    upper bound of the disorientation, so only pairs above the threshold by it go through the symmetry."""
+    from orix.quaternion import Orientation, Rotation
+
+    q = Rotation.from_euler(m.euler_rad.reshape(-1, 3)).data.reshape(m.shape + (4,))
+    cos_half = np.cos(np.radians(threshold_deg) / 2)
+    out = []
+    for axis in (1, 0):
+        a, b = _pairs(axis)
+        same = keep[a] & keep[b] & (m.phase_id[a] == m.phase_id[b])
+        near = same & (np.abs(np.einsum("...c,...c->...", q[a], q[b])) >= cos_half)
+        for pid, phase in m.phases.items():
+            sel = same & ~near & (m.phase_id[a] == pid)
+            if sel.any():
+                sym = phase.symmetry()
+                ang = Orientation(q[a][sel], symmetry=sym).angle_with(Orientation(q[b][sel], symmetry=sym), degrees=True)
+                near[sel] = ang <= threshold_deg
+        out.append(near)
+    return out[0], out[1]
+
+
+def rebuild_grains(m: EbsdMap, settings: GrainSettings | None = None, keep: np.ndarray | None = None) -> np.ndarray:
+    """Grain labels (rows, cols) int32: 0 = no grain (not indexed, low quality, or a grain smaller than
+    ``min_grain_size``), 1..N grains in row-major order of their first point."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    s = settings or GrainSettings()
+    keep = quality_mask(m, s) if keep is None else keep
+    if not keep.any():
+        raise EbsdError(m.source, "no point left to build grains from (all unindexed or below the quality thresholds)")
+    rows, cols = m.shape
+    idx = np.arange(rows * cols).reshape(rows, cols)
+    ex, ey = neighbour_connected(m, keep, s.threshold_deg)
+    src = np.concatenate([idx[:, :-1][ex], idx[:-1, :][ey]])
+    dst = np.concatenate([idx[:, 1:][ex], idx[1:, :][ey]])
+    graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(rows * cols, rows * cols))
+    _, comp = connected_components(graph, directed=False)
+    comp = np.where(keep.ravel(), comp, -1)
+    ids, first, counts = np.unique(comp, return_index=True, return_counts=True)
+    good = (ids >= 0) & (counts >= max(s.min_grain_size, 1))
+    order = np.argsort(first[good], kind="stable")
+    lut = np.zeros(len(ids), np.int32)
+    lut[np.flatnonzero(good)[order]] = np.arange(1, good.sum() + 1, dtype=np.int32)
+    return lut[np.searchsorted(ids, comp)].reshape(rows, cols)
+
+
+def fill_from_neighbours(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``labels`` with every 0 inside ``region`` (bool, same shape) set to the label of the nearest grain
+    (Euclidean, ``scipy.ndimage.distance_transform_edt``); outside ``region`` everything is 0."""
+    from scipy import ndimage as ndi
+
+    if not (labels > 0).any():
+        return np.zeros_like(labels)
+    _, (ri, ci) = ndi.distance_transform_edt(labels == 0, return_indices=True)
+    return np.where(region, labels[ri, ci], 0).astype(labels.dtype)
