@@ -118,7 +118,6 @@ def show(scene: Scene, *, screenshot: str | os.PathLike | None = None, size: tup
     viewer.add_image(scene.image_levels if multi else scene.image_levels[0], multiscale=multi, scale=scene.scale,
                      contrast_limits=scene.contrast_limits, name=f"{scene.scan_id} tomogram", colormap="gray",
                      units="micrometer", axis_labels=("z", "y", "x"))
-    layer = None
     if scene.label_levels is not None:
         lmulti = len(scene.label_levels) > 1
         layer = viewer.add_labels(scene.label_levels if lmulti else scene.label_levels[0], multiscale=lmulti,
@@ -141,8 +140,14 @@ def show(scene: Scene, *, screenshot: str | os.PathLike | None = None, size: tup
     if screenshot is None:
         napari.run()
         return viewer
-    path = Path(screenshot)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    import io
+
+    from PIL import Image
+
+    from nmc_assets.storage import atomic_write_bytes
+
+    pixels = viewer.screenshot(canvas_only=False, flash=False)  # RGBA (h, w, 4)
     viewer.close()
-    return path
+    png = io.BytesIO()
+    Image.fromarray(np.asarray(pixels)).save(png, format="PNG", optimize=True)
+    return atomic_write_bytes(screenshot, png.getvalue())
