@@ -19,7 +19,7 @@ THRESHOLD = 0.5  # the port and the set get the same solid
 @pytest.fixture(scope="module")
 def virtual():
     """Ground-truth labels of a small virtual scan; the solid = labels with cracks and voids removed."""
-    scan = simulate.simulate_scan(simulate.ScanConfig(shape=(48, 112, 112), voxel_size_um=VOXEL, cycles=50, seed=11))
+    scan = simulate.simulate_scan(simulate.ScanConfig(shape=(48, 128, 112), voxel_size_um=VOXEL, cycles=50, seed=11))
     return scan.labels, scan.image.astype(np.float32)
 
 
