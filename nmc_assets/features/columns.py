@@ -120,6 +120,39 @@ LI2022_COLUMNS: dict[str, tuple[str, str, str, str]] = {
     "sphericity_std": ("1", "locSphericity", "same", "standard deviation (N-1) of sphericity over the 6 nearest particles"),
 }
 
+#: Why the default set departs from the seed's computation, per value column (docs/features.md).
+DEPARTURES: dict[str, str] = {
+    "x_um": "physical units; the solid and filled centroids differ by the cracks' asymmetry only",
+    "y_um": "as x_um", "z_um": "as x_um",
+    "yaw_deg": "moments of the filled particle (cracks do not tilt the axes); angles with canonical axis signs",
+    "pitch_deg": "as yaw_deg", "roll_deg": "as yaw_deg",
+    "e_density": "the filled label itself (no 10-voxel closing, which bridges neighbours' concavities at 70 nm and "
+    "swallows whole particles at coarser voxels)",
+    "homogeneity": "the paper's wording (homogeneity = inverse of the std): more homogeneous = larger",
+    "surface_outer_um2": "areas (um^2) of a smoothed isosurface; a boundary-voxel count depends on orientation "
+    "and is about 0.82 of the area on a ball",
+    "surface_inner_um2": "the crack surface itself (isosurface at the solid threshold), not a difference of "
+    "counts that can be negative",
+    "volume_um3": "the filled label, without the closing (see e_density)",
+    "damage": "voxels below the solid threshold inside the filled label: a crack the closing cannot bridge "
+    "(wider than 20 voxels) or a concavity it fills no longer changes damage",
+    "elongation": "moments of the filled particle (see yaw_deg)",
+    "sphericity": "outer surface only: 1 for a ball whatever its cracks (the seed's uses outer + inner "
+    "counts, about 1.9 for an intact digital ball, and falls with cracking)",
+    "vs_ratio": "outer surface only (see sphericity)",
+    "rough_outer": "the paper's wording (rougher = larger); areas, not counts",
+    "rough_inner": "the paper's wording (rougher = larger); defined (1) without inner surface",
+    "contact": "surfaces that touch: a 10-voxel ring counts neighbours up to 0.7-4 um away, by voxel size",
+    "p_density": "a cube of fixed side around the centroid, the same for every particle size",
+    "dist_nearest_um": "unrounded centroids, in um",
+    "elong_std": "the real 6 nearest particles (the seed's value is always 0)",
+    "volume_std": "as elong_std",
+    "orien_iso": "a nematic order parameter of the major axes (1 = aligned), independent of the Euler "
+    "convention, where the std of Euler angles jumps at +-90 degrees",
+    "sphericity_std": "as elong_std (the seed's value is always 0)",
+}
+
+
 #: The feature sets a user can select.
 FEATURE_SETS: tuple[str, ...] = ("default", "li2022")
 

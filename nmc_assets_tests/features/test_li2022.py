@@ -13,7 +13,6 @@ from nmc_assets_tests.features import li2022_port
 simulate = pytest.importorskip("nmc_assets.beamline.simulate", reason="virtual beamline not available")
 
 VOXEL = 0.5  # um: radiusCube = 20 voxels
-THRESHOLD = 0.5  # the port and the set get the same solid
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +43,10 @@ def test_li2022_selectable_and_in_column_units(virtual):
     labels, image = virtual
     cut = labels[:24, :56, :56]
     img = image[:24, :56, :56]
-    df = compute_particle_features(cut, img, VOXEL, scan_id="v", cycles=50, solid_threshold=THRESHOLD * 0 + float(np.median(img[cut > 0])),
+    thr = float(np.median(img[cut > 0]))
+    df = compute_particle_features(cut, img, VOXEL, scan_id="v", cycles=50, solid_threshold=thr,
                                    settings=FeatureSettings(feature_set="li2022"))
-    raw = li2022_raw(cut, img, VOXEL, float(np.median(img[cut > 0])))
+    raw = li2022_raw(cut, img, VOXEL, thr)
     assert df.attrs["feature_set"] == "li2022"
     np.testing.assert_allclose(df["volume_um3"], raw["Volume"] * VOXEL**3)
     np.testing.assert_allclose(df["surface_outer_um2"], raw["SurfOuter"] * VOXEL**2)
