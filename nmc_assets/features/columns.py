@@ -94,9 +94,9 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
 #: column's unit), "inverted" (the reciprocal direction of the default set's), "different" (another
 #: quantity under the same name). Identifier columns and touches_border are as in the default set.
 LI2022_COLUMNS: dict[str, tuple[str, str, str, str]] = {
-    "x_um": ("um", "pX", "same", "centroid of the solid voxels along volume axis 2, index * voxel_size_um (seed: 1-based voxels)"),
-    "y_um": ("um", "pY", "same", "centroid of the solid voxels along volume axis 1"),
-    "z_um": ("um", "pZ", "same", "centroid of the solid voxels along volume axis 0"),
+    "x_um": ("um", "pX", "converted", "centroid of the solid voxels along volume axis 2, index * voxel_size_um (seed: 1-based voxels)"),
+    "y_um": ("um", "pY", "converted", "centroid of the solid voxels along volume axis 1"),
+    "z_um": ("um", "pZ", "converted", "centroid of the solid voxels along volume axis 0"),
     "yaw_deg": ("deg", "OriZ", "different", "yaw of the solid's principal axes (normalised central second moments + 1/12, as regionprops), default-set convention (regionprops3's Euler convention is not reproducible)"),
     "pitch_deg": ("deg", "OriY", "different", "pitch of the solid's principal axes (see yaw_deg)"),
     "roll_deg": ("deg", "OriX", "different", "roll of the solid's principal axes (see yaw_deg)"),
@@ -104,7 +104,7 @@ LI2022_COLUMNS: dict[str, tuple[str, str, str, str]] = {
     "homogeneity": ("phase", "Homogeneity", "inverted", "standard deviation (N-1) of the intensity over the closed, filled particle (the seed names it homogeneity; larger = less homogeneous)"),
     "surface_outer_um2": ("um2", "SurfOuter", "different", "count of boundary voxels (6-connected bwperim) of the closed, filled particle, times voxel_size_um^2"),
     "surface_inner_um2": ("um2", "SurfInner", "different", "boundary voxel count of the solid minus that of the closed, filled particle, times voxel_size_um^2"),
-    "volume_um3": ("um3", "Volume", "converted", "voxel count of the closed (ball r=10 voxels), filled solid, times voxel_size_um^3"),
+    "volume_um3": ("um3", "Volume", "converted", "voxel count of the closed (ball r=10 voxels), filled solid, times voxel_size_um^3 (= the filled label unless the closing bridges concavities or gaps)"),
     "damage": ("1", "Damage", "different", "(closed filled voxels - solid voxels) / closed filled voxels"),
     "elongation": ("1", "Elongation", "same", "longest / shortest principal axis of the solid (square root of the eigenvalue ratio)"),
     "sphericity": ("1", "Sphericity", "different", "36 pi V^2 / S^3, V = filled voxel count, S = boundary voxel count of the solid (outer + inner)"),
@@ -113,7 +113,7 @@ LI2022_COLUMNS: dict[str, tuple[str, str, str, str]] = {
     "rough_inner": ("1", "RoughInner", "inverted", "inner boundary count (solid minus filled) after a 3x3x3 median / before; 1 without inner surface"),
     "contact": ("1", "Contact", "different", "occupied (any label) fraction of the ring dilate(fill) - fill, ball r=10 voxels, fill = closed, filled particle"),
     "p_density": ("1", "PDensity", "different", "solid (any label) voxel fraction of the particle's box (bounding box +- round(10 um / voxel)) clipped to the volume"),
-    "dist_nearest_um": ("um", "DisNearest", "same", "mean distance between rounded centroids to the 6 nearest particles, times voxel_size_um"),
+    "dist_nearest_um": ("um", "DisNearest", "converted", "mean distance between rounded centroids to the 6 nearest particles, times voxel_size_um"),
     "elong_std": ("1", "locElongation", "same", "standard deviation (N-1) of elongation over the 6 nearest particles"),
     "volume_std": ("um3", "locVolume", "same", "standard deviation (N-1) of volume_um3 over the 6 nearest particles"),
     "orien_iso": ("deg", "locOri", "different", "max over roll, pitch, yaw of their standard deviation (N-1) over the 6 nearest particles"),

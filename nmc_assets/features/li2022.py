@@ -38,6 +38,11 @@ FIXED_BUGS: dict[str, str] = {
     "upper faces: here clipped to the volume",
     "p_density_normalisation": "PDensity divides the occupied voxels of the box by the box's voxels inside the "
     "volume shrunk by radiusCube (can exceed 1, or divide by 0, near the edges): here by the box's voxels",
+    "crop_closing": "imclose runs on the bounding-box crop, and MATLAB pads erosion with 1, so the closing fills "
+    "the box's corners (an intact ball of radius 16 voxels gets Damage 0.34); medfilt3's symmetric padding "
+    "mirrors the particle at the crop's lower faces but not at the upper ones (the crop is one voxel longer "
+    "there); the contact ring's closing runs on another crop and can differ: here every closing, median and "
+    "perimeter sees the particle alone in empty space (zero outside), once",
     "zero_intensity_dropped": "EDensity/Homogeneity drop voxels whose intensity is exactly 0 (`Data~=0`): here "
     "every voxel of the filled particle counts",
 }
@@ -79,8 +84,8 @@ def perimeter_count(mask: np.ndarray) -> int:
 
 
 def median3(mask: np.ndarray) -> np.ndarray:
-    """``medfilt3(mask)``: 3x3x3 median of a binary mask (majority of 27) with symmetric padding."""
-    return ndimage.correlate(mask.astype(np.uint8), np.ones((3, 3, 3), np.uint8), mode="reflect") >= 14
+    """``medfilt3(mask)``: 3x3x3 median of a binary mask (majority of 27), outside the array = 0."""
+    return ndimage.correlate(mask.astype(np.uint8), np.ones((3, 3, 3), np.uint8), mode="constant") >= 14
 
 
 def seed_crop(first: np.ndarray, last: np.ndarray, shape, margin: int = 0) -> tuple[slice, ...]:
@@ -91,52 +96,51 @@ def seed_crop(first: np.ndarray, last: np.ndarray, shape, margin: int = 0) -> tu
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-def shape_attributes(p: np.ndarray, dilated: np.ndarray, values: np.ndarray) -> dict:
-    """Volume, intensity, surfaces, roughness and damage of one particle (voxel units) on its seed crop:
-    ``p`` the particle's solid voxels, ``dilated`` their ball dilation in that crop, ``values`` the
-    tomogram there."""
-    fill = ndimage.binary_fill_holes(ball_erode(dilated, BALL_RADIUS_VOX))
+def particle_attributes(solid: np.ndarray, intensity: np.ndarray, label: int, first: np.ndarray, last: np.ndarray,
+                        cube: int) -> dict:
+    """Volume, intensity, surfaces, roughness, damage and contact of one particle (voxel units).
+
+    ``first``/``last``: its bounding box (z, y, x, inclusive); ``cube``: the seed's radiusCube (voxels).
+    Everything runs on the box grown by r + 1 (r = :data:`BALL_RADIUS_VOX`), zero outside the volume:
+    the closing of a particle alone never leaves its box, so this margin makes it exact. The
+    dilation of the closing is the particle's own dilation (closing is extensive and
+    ``dilate(erode(D)) <= D``); only filled holes need another. Contact: the occupied (any label)
+    fraction of the ring ``dilate(fill) - fill`` inside the volume and the seed's box (+-cube)."""
+    r = BALL_RADIUS_VOX
+    shape = np.array(solid.shape)
+    lo, hi = first - (r + 1), last + r + 2
+    vlo, vhi = np.maximum(lo, 0), np.minimum(hi, shape)
+    inner = tuple(slice(int(a - b), int(c - b)) for a, b, c in zip(vlo, lo, vhi))
+    around = np.zeros(tuple(hi - lo), solid.dtype)
+    around[inner] = solid[tuple(slice(int(a), int(c)) for a, c in zip(vlo, vhi))]
+    p = around == label
+    dilated = ball_dilate(p, r)
+    closed = ball_erode(dilated, r)
+    fill = ndimage.binary_fill_holes(closed)
     volume = int(fill.sum())
-    vals = values[fill].astype(np.float64)
-    outer = perimeter_count(fill)
-    outer_f = perimeter_count(median3(fill))
-    total = perimeter_count(p)
-    total_f = perimeter_count(median3(p))
-    inner, inner_f = total - outer, total_f - outer_f
+    vals = intensity[tuple(slice(int(a), int(c)) for a, c in zip(vlo, vhi))][fill[inner]].astype(np.float64)
+    outer, outer_f = perimeter_count(fill), perimeter_count(median3(fill))
+    total, total_f = perimeter_count(p), perimeter_count(median3(p))
+    s_in, s_in_f = total - outer, total_f - outer_f
+    # the ring, inside the volume and inside the seed's box first - cube .. last + 1 + cube
+    box = np.zeros(fill.shape, bool)
+    blo, bhi = np.maximum(first - cube, vlo) - lo, np.minimum(last + 2 + cube, vhi) - lo
+    box[tuple(slice(int(a), int(c)) for a, c in zip(blo, bhi))] = True
+    reach = dilated if np.array_equal(fill, closed) else ball_dilate(fill, r)
+    ring = reach & ~fill & box
+    n_ring = int(ring.sum())
     return {
         "volume": volume,
         "e_density": vals.mean(),
         "std": vals.std(ddof=1) if vals.size > 1 else 0.0,
         "s_out": outer,
-        "s_in": inner,
+        "s_in": s_in,
         "s_total": total,
         "rough_outer": outer_f / outer,
-        "rough_inner": inner_f / inner if inner != 0 else 1.0,
+        "rough_inner": s_in_f / s_in if s_in != 0 else 1.0,
         "damage": (volume - int(p.sum())) / volume,
+        "contact": float(np.count_nonzero(around[ring])) / n_ring if n_ring else 0.0,
     }
-
-
-def particle_attributes(solid: np.ndarray, intensity: np.ndarray, label: int, tight: tuple[slice, ...],
-                        wide: tuple[slice, ...]) -> dict:
-    """:func:`shape_attributes` on the seed's tight crop ``tight`` and the contact fraction on ``wide``
-    (a crop containing ``tight``): the occupied (any label) fraction of the ring ``dilate(fill) - fill``,
-    fill = the closed, filled particle in ``wide``, by the radius-10 ball.
-
-    One distance transform dilates the particle in ``wide``; its restriction to ``tight`` is the
-    dilation there (dilation only looks at the particle, inside both). The dilation of the closing is that
-    same dilation (closing is extensive and ``dilate(erode(D)) <= D``); only filled holes need another."""
-    around = solid[wide]
-    p_wide = around == label
-    dilated = ball_dilate(p_wide, BALL_RADIUS_VOX)
-    inner = tuple(slice(t.start - w.start, t.stop - w.start) for t, w in zip(tight, wide))
-    out = shape_attributes(p_wide[inner], dilated[inner], intensity[tight])
-    closed = ball_erode(dilated, BALL_RADIUS_VOX)
-    fill = ndimage.binary_fill_holes(closed)
-    reach = dilated if np.array_equal(fill, closed) else ball_dilate(fill, BALL_RADIUS_VOX)
-    ring = reach & ~fill
-    n_ring = int(ring.sum())
-    out["contact"] = float(np.count_nonzero(around[ring])) / n_ring if n_ring else 0.0
-    return out
 
 
 def solid_moments(solid: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -217,14 +221,12 @@ def li2022_raw(labels: np.ndarray, intensity: np.ndarray, voxel_size_um: float, 
     ids = np.array([i + 1 for i, sl in enumerate(objects) if sl is not None], np.int64)
     shape = np.array(solid.shape)
     cube = int(round(CUBE_HALF_UM / voxel_size_um))
-    ring_margin = min(cube, 2 * BALL_RADIUS_VOX + 1)  # the seed's box, as far as the ring can reach
     rows, lo, hi, border = [], [], [], []
     for label in ids:
         sl = objects[label - 1]
         start = np.array([s.start for s in sl])
         stop = np.array([s.stop for s in sl]) - 1  # last voxel
-        rows.append(particle_attributes(solid, intensity, int(label), seed_crop(start, stop, shape),
-                                        seed_crop(start, stop, shape, ring_margin)))
+        rows.append(particle_attributes(solid, intensity, int(label), start, stop, cube))
         box = seed_crop(start, stop, shape, cube)
         lo.append([b.start for b in box])
         hi.append([b.stop for b in box])

@@ -2,11 +2,12 @@
 reference for the fast ``li2022`` set (:mod:`nmc_assets.features.li2022`).
 
 Written from the seed's steps, one particle at a time on whole-volume masks as the seed does, with the
-seed's bugs fixed as :data:`nmc_assets.features.li2022.FIXED_BUGS` lists them. MATLAB's conventions are
-spelled out where Python's differ: 1-based inclusive crops (``x_l:x_r`` with ``x_r`` = bbox end + 1),
-``imclose`` = dilation (outside = 0) then erosion (outside = 1), ``imfill`` holes = background not
-6-connected to the array faces, ``bwperim`` with 6-connectivity (outside = 0), ``medfilt3`` 3x3x3 with
-symmetric padding, ``std`` with N-1. The ball morphology runs as FFT correlation with the ball (a voxel
+seed's bugs fixed as :data:`nmc_assets.features.li2022.FIXED_BUGS` lists them: the morphology of each
+particle runs on the particle alone in empty space (its bounding box with r + 1 voxels of zeros around,
+which the closing cannot cross), not on the seed's tight crops. MATLAB's conventions are spelled out
+where Python's differ: 1-based inclusive boxes (``x_l:x_r`` with ``x_r`` = bbox end + 1, then
++-radiusCube, clipped to the volume), ``imfill`` holes = background not 6-connected to the array faces,
+``bwperim`` with 6-connectivity (outside = 0), ``medfilt3`` 3x3x3, ``std`` with N-1. The ball morphology runs as FFT correlation with the ball (a voxel
 is in the dilation when the ball around it overlaps the mask), independently of the fast set's distance
 transforms. Input ``seg`` is the seed's ``Seg``: the solid label volume, (z, y, x) like every array here.
 """
@@ -58,7 +59,7 @@ def bwperim(mask: np.ndarray) -> np.ndarray:
 
 
 def medfilt3(mask: np.ndarray) -> np.ndarray:
-    return ndimage.median_filter(mask.astype(np.uint8), size=3, mode="reflect").astype(bool)
+    return ndimage.median_filter(mask.astype(np.uint8), size=3, mode="constant", cval=0).astype(bool)
 
 
 def crop(lo, hi, shape, margin=0):
@@ -80,30 +81,39 @@ def regionprops(mask: np.ndarray):
 def get_all_features(seg: np.ndarray, data: np.ndarray, voxel_size_um: float) -> list[dict]:
     """One dict per label of ``seg`` (ascending), the seed's attribute names, voxel units."""
     radius_cube = int(round(10.0 / voxel_size_um))
-    se = ball(10)
+    r = 10
+    se = ball(r)
     shape = seg.shape
+    pad = r + 1
+    # the volume in empty space: every array below is a window of these padded copies
+    seg_padded = np.pad(seg, pad)
+    data_padded = np.pad(data, pad)
+    in_volume = np.pad(np.ones(shape, bool), pad)
     features = []
     for n in np.unique(seg)[1:]:
         seg_p_full = seg == n  # the whole-volume mask, as the seed builds it
         centroid, elongation, (yaw, pitch, roll) = regionprops(seg_p_full)
         idx = np.nonzero(seg_p_full)
         lo, hi = [int(i.min()) for i in idx], [int(i.max()) for i in idx]
-        box = crop(lo, hi, shape)
-        seg_p = seg_p_full[box]
-        fill = imfill(erode(dilate(seg_p, se), se))
+        # the bounding box with r + 1 voxels around it, in padded coordinates (lo - pad + pad = lo)
+        window = tuple(slice(a, b + 2 * pad + 1) for a, b in zip(lo, hi))
+        seg_p = seg_padded[window] == n
+        dilated = dilate(seg_p, se)
+        fill = imfill(erode(dilated, se))
         volume = int(fill.sum())
-        values = data[box][fill].astype(float)
+        values = data_padded[window][fill].astype(float)
         outer = int(bwperim(fill).sum())
         outer_filt = int(bwperim(medfilt3(fill)).sum())
         total = int(bwperim(seg_p).sum())
         total_filt = int(bwperim(medfilt3(seg_p)).sum())
         inner, inner_filt = total - outer, total_filt - outer_filt
 
-        around_box = crop(lo, hi, shape, radius_cube)
-        around = seg[around_box]
-        own = imfill(erode(dilate(around == n, se), se))
-        ring = dilate(own, se) & ~own
-        contact = np.count_nonzero(ring & (around != 0)) / ring.sum() if ring.any() else 0.0
+        # contact: the ring around the filled particle, inside the volume and the seed's box
+        seed_box = np.zeros(seg_padded.shape, bool)
+        seed_box[crop([a + pad for a in lo], [b + pad for b in hi], seg_padded.shape, radius_cube)] = True
+        ring = dilate(fill, se) & ~fill & in_volume[window] & seed_box[window]
+        contact = np.count_nonzero(ring & (seg_padded[window] != 0)) / ring.sum() if ring.any() else 0.0
+        around = seg[crop(lo, hi, shape, radius_cube)]
 
         features.append({
             "label": int(n), "pX": centroid[0], "pY": centroid[1], "pZ": centroid[2],
