@@ -78,8 +78,8 @@ def regionprops(mask: np.ndarray):
     return pts.mean(axis=0), float(np.sqrt(evals[0, 0] / evals[0, 2])), (yaw[0], pitch[0], roll[0])
 
 
-def get_all_features(seg: np.ndarray, data: np.ndarray, voxel_size_um: float) -> list[dict]:
-    """One dict per label of ``seg`` (ascending), the seed's attribute names, voxel units."""
+def get_all_features(seg: np.ndarray, data: np.ndarray, voxel_size_um: float, labels=None) -> list[dict]:
+    """One dict per label of ``seg`` (ascending; or of ``labels``), the seed's attribute names, voxel units."""
     radius_cube = int(round(10.0 / voxel_size_um))
     r = 10
     se = ball(r)
@@ -90,7 +90,7 @@ def get_all_features(seg: np.ndarray, data: np.ndarray, voxel_size_um: float) ->
     data_padded = np.pad(data, pad)
     in_volume = np.pad(np.ones(shape, bool), pad)
     features = []
-    for n in np.unique(seg)[1:]:
+    for n in np.unique(seg)[1:] if labels is None else labels:
         seg_p_full = seg == n  # the whole-volume mask, as the seed builds it
         centroid, elongation, (yaw, pitch, roll) = regionprops(seg_p_full)
         idx = np.nonzero(seg_p_full)
