@@ -71,12 +71,14 @@ def main() -> None:
                   "| attribute | rank default | mean abs SHAP default | rank li2022 | mean abs SHAP li2022 | rank change | "
                   "rho(li2022 value, li2022 damage) |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for attr in d.sort_values("rank").index:
+            rank_d = int(d.loc[attr, "rank"])
             rs = s.loc[attr, "rank"] if attr in s.index else np.nan
+            rank_s = "" if np.isnan(rs) else str(int(rs))
+            change = "" if np.isnan(rs) else f"{int(rs) - rank_d:+d}"
+            shap_s = s.loc[attr, "mean_abs_shap"] if attr in s.index else np.nan
             rho = li[[attr, "damage"]].corr(method="spearman").iloc[0, 1] if attr in li else np.nan
-            lines.append(f"| {attr} | {int(d.loc[attr, 'rank'])} | {d.loc[attr, 'mean_abs_shap']:.4f} | "
-                         f"{'' if np.isnan(rs) else int(rs)} | "
-                         f"{s.loc[attr, 'mean_abs_shap'] if attr in s.index else np.nan:.4f} | "
-                         f"{'' if np.isnan(rs) else f'{int(rs) - int(d.loc[attr, 'rank']):+d}'} | {rho:+.2f} |")
+            lines.append(f"| {attr} | {rank_d} | {d.loc[attr, 'mean_abs_shap']:.4f} | {rank_s} | {shap_s:.4f} | "
+                         f"{change} | {rho:+.2f} |")
         lines.append("")
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as f:
