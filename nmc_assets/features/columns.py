@@ -126,8 +126,8 @@ DEPARTURES: dict[str, str] = {
     "y_um": "as x_um", "z_um": "as x_um",
     "yaw_deg": "moments of the filled particle (cracks do not tilt the axes); angles with canonical axis signs",
     "pitch_deg": "as yaw_deg", "roll_deg": "as yaw_deg",
-    "e_density": "the filled label itself (no 10-voxel closing, which bridges neighbours' concavities at 70 nm and "
-    "swallows whole particles at coarser voxels)",
+    "e_density": "the filled label itself, without the 10-voxel closing (which fills the particle's concavities "
+    "up to ~10 voxels deep: 0.7 um at 70 nm, more of the particle at coarser voxels)",
     "homogeneity": "the paper's wording (homogeneity = inverse of the std): more homogeneous = larger",
     "surface_outer_um2": "areas (um^2) of a smoothed isosurface; a boundary-voxel count depends on orientation "
     "and is about 0.82 of the area on a ball",
