@@ -128,10 +128,13 @@ def compute_particle_features(
     if solid_threshold is None:
         solid_threshold = estimate_solid_threshold(labels, intensity)
     if settings.feature_set == "li2022":
-        from nmc_assets.features.li2022 import li2022_frame, li2022_raw
+        from nmc_assets.features.li2022 import li2022_frame, li2022_raw, solid_labels
 
-        raw = li2022_raw(labels, intensity, v, float(solid_threshold))
-        df = li2022_frame(raw, v, scan_id=scan_id, cycles=cycles) if len(raw) else empty_features_frame()
+        if not solid_labels(labels, intensity, float(solid_threshold)).any():
+            df = empty_features_frame()  # the seed's loop has no particle: no solid voxel anywhere
+        else:
+            raw = li2022_raw(labels, intensity, v, float(solid_threshold))
+            df = li2022_frame(raw, v, scan_id=scan_id, cycles=cycles)
         df.attrs["feature_set"] = "li2022"
         return df
     m = measure_particles(labels, intensity, ids, box_lo, box_hi, float(solid_threshold), settings.contact_gap_vox)

@@ -56,3 +56,13 @@ def test_li2022_selectable_and_in_column_units(virtual):
 def test_unknown_feature_set_is_a_clear_error():
     with pytest.raises(ValueError, match="feature_set must be one of"):
         FeatureSettings(feature_set="li2021")
+
+
+def test_li2022_without_solid_voxels_gives_an_empty_table():
+    from nmc_assets.features import FEATURE_COLUMNS
+    from nmc_assets_tests.features.constructed import ball_mask, phase_image
+
+    labels = ball_mask((30, 30, 30), (15, 15, 15), 8).astype(np.uint16)
+    df = compute_particle_features(labels, phase_image(labels > 0), 0.5, scan_id="a", cycles=None,
+                                   solid_threshold=5.0, settings=FeatureSettings(feature_set="li2022"))
+    assert df.empty and list(df.columns) == FEATURE_COLUMNS
