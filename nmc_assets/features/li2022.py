@@ -99,38 +99,57 @@ def seed_crop(first: np.ndarray, last: np.ndarray, shape, margin: int = 0) -> tu
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
+def _slices(lo, hi) -> tuple[slice, ...]:
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
 def particle_attributes(solid: np.ndarray, intensity: np.ndarray, label: int, first: np.ndarray, last: np.ndarray,
                         cube: int) -> dict:
     """Volume, intensity, surfaces, roughness, damage and contact of one particle (voxel units).
 
     ``first``/``last``: its bounding box (z, y, x, inclusive); ``cube``: the seed's radiusCube (voxels).
-    Everything runs on the box grown by r + 1 (r = :data:`BALL_RADIUS_VOX`), zero outside the volume:
-    the closing of a particle alone never leaves its box, so this margin makes it exact. The
+    The particle alone in empty space (zero outside the volume): its closing by the ball of radius r
+    (:data:`BALL_RADIUS_VOX`) never leaves its bounding box, and deciding a box voxel looks at most r
+    further, so the distance transforms run on the box grown by r, the rest on the box grown by 1. The
     dilation of the closing is the particle's own dilation (closing is extensive and
     ``dilate(erode(D)) <= D``); only filled holes need another. Contact: the occupied (any label)
     fraction of the ring ``dilate(fill) - fill`` inside the volume and the seed's box (+-cube)."""
     r = BALL_RADIUS_VOX
     shape = np.array(solid.shape)
-    lo, hi = first - (r + 1), last + r + 2
+    lo, hi = first - r, last + r + 1  # the box grown by r (may leave the volume)
     vlo, vhi = np.maximum(lo, 0), np.minimum(hi, shape)
-    inner = tuple(slice(int(a - b), int(c - b)) for a, b, c in zip(vlo, lo, vhi))
     around = np.zeros(tuple(hi - lo), solid.dtype)
-    around[inner] = solid[tuple(slice(int(a), int(c)) for a, c in zip(vlo, vhi))]
+    around[_slices(vlo - lo, vhi - lo)] = solid[_slices(vlo, vhi)]
     p = around == label
     dilated = ball_dilate(p, r)
-    closed = ball_erode(dilated, r)
+    eroded = ball_erode(dilated, r)  # right inside the bounding box (the ball around a box voxel fits)
+    box1 = _slices(np.full(3, r - 1), np.array(around.shape) - (r - 1))  # bounding box grown by 1
+    closed = np.zeros(tuple(last - first + 3), bool)
+    closed[1:-1, 1:-1, 1:-1] = eroded[_slices(np.full(3, r), np.array(around.shape) - r)]
     fill = ndimage.binary_fill_holes(closed)
+    p1 = p[box1]
     volume = int(fill.sum())
-    vals = intensity[tuple(slice(int(a), int(c)) for a, c in zip(vlo, vhi))][fill[inner]].astype(np.float64)
+    vals = intensity[_slices(first - 1, last + 2)] if (first >= 1).all() and (last + 2 <= shape).all() else None
+    if vals is None:  # the box grown by 1 leaves the volume: pad the intensity with zeros (never read: fill is inside)
+        vals = np.zeros(fill.shape, intensity.dtype)
+        glo, ghi = np.maximum(first - 1, 0), np.minimum(last + 2, shape)
+        vals[_slices(glo - (first - 1), ghi - (first - 1))] = intensity[_slices(glo, ghi)]
+    vals = vals[fill].astype(np.float64)
     outer, outer_f = perimeter_count(fill), perimeter_count(median3(fill))
-    total, total_f = perimeter_count(p), perimeter_count(median3(p))
+    total, total_f = perimeter_count(p1), perimeter_count(median3(p1))
     s_in, s_in_f = total - outer, total_f - outer_f
     # the ring, inside the volume and inside the seed's box first - cube .. last + 1 + cube
-    box = np.zeros(fill.shape, bool)
+    box = np.zeros(around.shape, bool)
     blo, bhi = np.maximum(first - cube, vlo) - lo, np.minimum(last + 2 + cube, vhi) - lo
-    box[tuple(slice(int(a), int(c)) for a, c in zip(blo, bhi))] = True
-    reach = dilated if np.array_equal(fill, closed) else ball_dilate(fill, r)
-    ring = reach & ~fill & box
+    box[_slices(blo, bhi)] = True
+    if np.array_equal(fill, closed):
+        reach = dilated
+    else:
+        fill_r = np.zeros(around.shape, bool)
+        fill_r[box1] = fill
+        reach = ball_dilate(fill_r, r)
+    ring = reach & box
+    ring[box1] &= ~fill
     n_ring = int(ring.sum())
     return {
         "volume": volume,
@@ -141,7 +160,7 @@ def particle_attributes(solid: np.ndarray, intensity: np.ndarray, label: int, fi
         "s_total": total,
         "rough_outer": outer_f / outer,
         "rough_inner": s_in_f / s_in if s_in != 0 else 1.0,
-        "damage": (volume - int(p.sum())) / volume,
+        "damage": (volume - int(p1.sum())) / volume,
         "contact": float(np.count_nonzero(around[ring])) / n_ring if n_ring else 0.0,
     }
 
