@@ -66,3 +66,11 @@ def test_li2022_without_solid_voxels_gives_an_empty_table():
     df = compute_particle_features(labels, phase_image(labels > 0), 0.5, scan_id="a", cycles=None,
                                    solid_threshold=5.0, settings=FeatureSettings(feature_set="li2022"))
     assert df.empty and list(df.columns) == FEATURE_COLUMNS
+
+
+def test_blockwise_path_refuses_li2022(tmp_path):
+    from nmc_assets.features.blockwise import compute_particle_features_zarr
+
+    with pytest.raises(ValueError, match="'li2022' is computed on whole volumes"):
+        compute_particle_features_zarr(tmp_path / "l.zarr", tmp_path / "t.zarr", 0.5, scan_id="x", cycles=None,
+                                       settings=FeatureSettings(feature_set="li2022"))
