@@ -106,7 +106,9 @@ def particle_features(
     local cores, or the cluster at ``NMC_DASK_SCHEDULER``; memory within ``NMC_MEMORY_BUDGET``), giving
     the same table as reading the volumes whole; ground-truth labels (a TIFF) are read whole. Writes
     ``warehouse/particle_features/scan_id=<scan>/features.parquet`` atomically, with each column's
-    description and unit in the Parquet schema.
+    description and unit in the Parquet schema. Config ``feature_set: li2022`` computes the attributes
+    as the paper's ``getAllFeatures.m`` does (docs/features.md), reading the labels whole; the set is
+    recorded in the Parquet schema metadata and the materialization.
     """
     import pyarrow.parquet as pq
 
