@@ -39,7 +39,7 @@ FIXED_BUGS: dict[str, str] = {
     "p_density_normalisation": "PDensity divides the occupied voxels of the box by the box's voxels inside the "
     "volume shrunk by radiusCube (can exceed 1, or divide by 0, near the edges): here by the box's voxels",
     "crop_closing": "imclose runs on the bounding-box crop, and MATLAB pads erosion with 1, so the closing fills "
-    "the box's corners (an intact ball of radius 16 voxels gets Damage 0.34); medfilt3's symmetric padding "
+    "the box's corners (emulating that padding, an intact ball of radius 16 voxels gets Damage 0.34); medfilt3's symmetric padding "
     "mirrors the particle at the crop's lower faces but not at the upper ones (the crop is one voxel longer "
     "there); the contact ring's closing runs on another crop and can differ: here every closing, median and "
     "perimeter sees the particle alone in empty space (zero outside), once",
