@@ -5,9 +5,10 @@ labels and the rendered image (the same solid threshold), the damage model
 (:func:`~nmc_assets.analytics.damage_model.fit_damage_models`, the study's forest) per set, and the
 rankings side by side per condition, with each attribute's rank change and, for li2022, the direction
 of its relation to damage (Spearman rho), so a sign flip shows. Writes
-``benchmarks/results/li2022_drivers.md``.
+``benchmarks/results/li2022_drivers.md`` (``--demo``: the demo's two default scans,
+``nmc_assets.beamline.defaults.DEFAULT_SCANS``, into ``li2022_drivers_demo.md``).
 
-    .venv/bin/python benchmarks/li2022_drivers.py [--shape 112 224 224] [--voxel 0.35] [--seeds 4]
+    .venv/bin/python benchmarks/li2022_drivers.py [--shape 112 224 224] [--voxel 0.35] [--seeds 4] [--demo]
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from _common import RESULTS, machine_line
 SCANS = {10: 11, 50: 12}  # cycles -> simulator seed (as nmc_assets_tests/analytics/test_validation_virtual.py)
 
 
-def features(shape, voxel):
-    from nmc_assets.beamline.simulate import ScanConfig, simulate_scan
+def features(configs):
+    from nmc_assets.beamline.simulate import simulate_scan
     from nmc_assets.features import FeatureSettings, compute_particle_features, estimate_solid_threshold
 
     out = {"default": [], "li2022": []}
-    for cycles, seed in SCANS.items():
-        scan = simulate_scan(ScanConfig(shape=tuple(shape), voxel_size_um=voxel, cycles=cycles, seed=seed))
+    for config in configs:
+        scan = simulate_scan(config)
+        cycles, voxel = config.cycles, config.voxel_size_um
         image = scan.image.astype(np.float32)
         thr = estimate_solid_threshold(scan.labels, image)
         for name in out:
@@ -42,12 +44,25 @@ def main() -> None:
     ap.add_argument("--shape", type=int, nargs=3, default=[112, 224, 224])
     ap.add_argument("--voxel", type=float, default=0.35)
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--out", default=str(RESULTS / "li2022_drivers.md"))
+    ap.add_argument("--demo", action="store_true", help="the demo's default scans instead of --shape/--voxel")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
     from nmc_assets.analytics.damage_model import DamageModelConfig, drivers_table, fit_damage_models
+    from nmc_assets.beamline.defaults import DEFAULT_SCANS
+    from nmc_assets.beamline.simulate import ScanConfig
+
+    if args.demo:
+        configs = list(DEFAULT_SCANS.values())
+        what = "The demo's two default scans (" + ", ".join(
+            f"{k}: {c.shape} at {c.voxel_size_um} um, {c.cycles} cycles, seed {c.seed}" for k, c in DEFAULT_SCANS.items()) + ")"
+    else:
+        configs = [ScanConfig(shape=tuple(args.shape), voxel_size_um=args.voxel, cycles=c, seed=s) for c, s in SCANS.items()]
+        what = (f"Two virtual scans {tuple(args.shape)} at {args.voxel} um (10 and 50 cycles, simulator seeds "
+                f"{list(SCANS.values())})")
+    out = args.out or str(RESULTS / ("li2022_drivers_demo.md" if args.demo else "li2022_drivers.md"))
 
     header = machine_line()
-    tables = features(args.shape, args.voxel)
+    tables = features(configs)
     ranks = {}
     scores = {}
     for name, df in tables.items():
@@ -56,8 +71,7 @@ def main() -> None:
         ranks[name] = t
         scores[name] = t.groupby("condition")[["r2_oof_mean", "n_particles"]].first()
     lines = ["# Damage drivers: default feature set beside the li2022 set", "", header, "",
-             f"Two virtual scans {tuple(args.shape)} at {args.voxel} um (10 and 50 cycles, simulator seeds "
-             f"{list(SCANS.values())}), ground-truth labels, one solid threshold per scan for both sets; "
+             f"{what}, ground-truth labels, one solid threshold per scan for both sets; "
              f"damage model with {args.seeds} seeds x 1 subsample, default exclusions (leaky attributes). "
              "Damage itself differs between the sets (the target is each set's own `damage`).", ""]
     for cond in ("10", "50"):
@@ -81,7 +95,7 @@ def main() -> None:
                          f"{change} | {rho:+.2f} |")
         lines.append("")
     text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as f:
+    with open(out, "w") as f:
         f.write(text)
     print(text)
 
