@@ -4,6 +4,7 @@ import dataclasses
 import inspect
 
 from nmc_assets.analytics.damage_model import DamageModelConfig
+from nmc_assets.features.extract import FeatureSettings
 from nmc_assets.defs.config import CoreSettingsConfig
 from nmc_assets.segmentation.model import TrainConfig
 from nmc_assets.segmentation.pipeline import FusionParams
@@ -16,6 +17,7 @@ CORE_SETTINGS = {
     "stardist_model": (TrainConfig, {"working_pixel_um": 0.4}),
     "fused_labels": (FusionParams, {}),
     "grain_model": (GanConfig, {}),
+    "particle_features": (FeatureSettings, {}),
 }
 
 
