@@ -42,9 +42,8 @@ TARGET = "damage"
 
 #: Our columns for the study's 21 regression inputs (Z, Roll, Pitch, Yaw, Edensity, Homogeneity,
 #: SurfInner, SurfOuter, Volume, Elongation, Sphericity, Vsratio, RoughInner, RoughOuter, Contact,
-#: PDensity, DisNearest, locVolume, locOri, locElongation). The study's 21st input, locSphericity
-#: (standard deviation of sphericity over the 6 nearest particles), is not a ``particle_features``
-#: column and is therefore not used.
+#: PDensity, DisNearest, locVolume, locOri, locElongation, locSphericity), in either feature set
+#: (``default`` or ``li2022``, docs/features.md; the drivers table says which set a scan used).
 STUDY_ATTRIBUTES: tuple[str, ...] = (
     "z_um",
     "roll_deg",
@@ -66,6 +65,7 @@ STUDY_ATTRIBUTES: tuple[str, ...] = (
     "volume_std",
     "orien_iso",
     "elong_std",
+    "sphericity_std",
 )
 
 #: Columns that identify a particle or a scan, never attributes.
@@ -80,7 +80,7 @@ LEAKY_ATTRIBUTES: dict[str, str] = {
     "surface_inner_um2": "area of the crack and void surfaces: zero for an intact particle, grows with cracks",
     "rough_inner": "roughness of the crack and void surfaces: only defined by (and changing with) the cracks",
     "e_density": "mean intensity over the filled particle, crack voxels included: falls linearly with damage",
-    "homogeneity": "1 / std of the intensity over the filled particle: low-phase crack voxels raise the std",
+    "homogeneity": "1 / std (li2022: the std) of the intensity over the filled particle: low-phase crack voxels raise the std",
 }
 DEFAULT_EXCLUDED_ATTRIBUTES: tuple[str, ...] = tuple(LEAKY_ATTRIBUTES)
 

@@ -48,9 +48,11 @@ def beeswarm_path(analytics_dir: str | Path, condition: str) -> Path:
 def build_damage_model(
     features: str | list[str | Path] | pd.DataFrame, analytics_dir: str | Path, config: DamageModelConfig | None = None
 ) -> DamageModelResults:
-    """Read the features (glob, paths or a DataFrame), fit every condition, write ``damage_model/``."""
+    """Read the features (glob, paths or a DataFrame), fit every condition, write ``damage_model/``.
+    ``results.inputs["feature_set"]`` names the feature set the ranking comes from."""
     frame = features if isinstance(features, pd.DataFrame) else read_features(features)
     results = fit_damage_models(frame, config)
+    results.inputs["feature_set"] = frame.attrs.get("feature_set", "default")
     save_damage_model(results, model_dir(analytics_dir))
     return results
 
@@ -63,6 +65,7 @@ class DriversOutputs:
     bar_chart_png: bytes | None
     beeswarms: dict[str, Path] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    feature_set: str = "default"  #: the feature set of the ranked attributes (docs/features.md)
 
 
 def build_damage_drivers(analytics_dir: str | Path) -> DriversOutputs:
@@ -82,7 +85,8 @@ def build_damage_drivers(analytics_dir: str | Path) -> DriversOutputs:
             if old.name not in current:
                 old.unlink()
     outputs = DriversOutputs(table=table, table_path=table_path, bar_chart=None, bar_chart_png=None,
-                             skipped=dict(stored.summary.get("skipped", {})))
+                             skipped=dict(stored.summary.get("skipped", {})),
+                             feature_set=stored.summary.get("inputs", {}).get("feature_set", "default"))
     if table.empty:
         (plots / BAR_CHART_FILE).unlink(missing_ok=True)
         return outputs

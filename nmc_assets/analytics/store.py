@@ -34,25 +34,37 @@ SHAP_PREFIX = "shap__"
 def read_features(paths_or_glob: str | list[str | Path]) -> pd.DataFrame:
     """Concatenate ``particle_features`` Parquet files (a glob pattern or a list of paths).
 
-    Raises ``FileNotFoundError`` when nothing matches and ``ValueError`` naming the file that cannot
-    be read.
+    ``df.attrs["feature_set"]``: the files' feature set (schema metadata ``feature_set``; "default" for
+    files written before it was recorded). Raises ``FileNotFoundError`` when nothing matches and
+    ``ValueError`` naming the file that cannot be read, or the files when they mix feature sets (their
+    attributes are different quantities under the same names).
     """
     paths = sorted(glob.glob(paths_or_glob)) if isinstance(paths_or_glob, str) else [str(p) for p in paths_or_glob]
     if not paths:
         raise FileNotFoundError(f"no particle_features Parquet files at {paths_or_glob}")
+    import pyarrow.parquet as pq
+
     frames = []
+    sets: dict[str, list[str]] = {}
     for path in paths:
         try:
             frame = pd.read_parquet(path)
+            meta = pq.read_schema(path).metadata or {}
         except Exception as exc:  # the file name matters more than the library's message
             raise ValueError(f"cannot read particle features {path}: {exc}") from exc
+        sets.setdefault(meta.get(b"feature_set", b"default").decode(), []).append(path)
         if "scan_id" not in frame.columns:
             # hive-partitioned layout: scan_id=<id>/features.parquet
             m = re.search(r"scan_id=([^/\\]+)", path)
             frame["scan_id"] = m.group(1) if m else Path(path).parent.name
         frames.append(frame)
+    if len(sets) > 1:
+        raise ValueError("particle features mix feature sets (re-materialize them with one feature_set): "
+                         + "; ".join(f"{k}: {v}" for k, v in sorted(sets.items())))
     frames = [f for f in frames if len(f)] or frames[:1]
-    return pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["feature_set"] = next(iter(sets))
+    return df
 
 
 def _safe_name(condition: str) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 #: Attributes the synthetic law depends on (size is represented by volume and outer surface).
 TRUE_DRIVERS = ("volume_um3", "surface_outer_um2", "z_um", "contact")
 #: Attributes drawn independently of damage.
-NUISANCE_ATTRIBUTES = ("yaw_deg", "pitch_deg", "roll_deg", "orien_iso", "elong_std", "elongation")
+NUISANCE_ATTRIBUTES = ("yaw_deg", "pitch_deg", "roll_deg", "orien_iso", "elong_std", "elongation", "sphericity_std")
 
 
 def synthetic_features(
@@ -78,6 +78,8 @@ def synthetic_features(
                 "elong_std": rng.lognormal(-2.0, 0.3, n),
                 "touches_border": rng.uniform(0, 1, n) < 0.08,
                 "damage": damage,
+                # its own stream, so the columns above stay what they were before it was added
+                "sphericity_std": np.random.default_rng([seed, scan_index, 1]).lognormal(-2.5, 0.3, n),
             }
         )
         parts.append(frame)

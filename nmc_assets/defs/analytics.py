@@ -85,6 +85,7 @@ def damage_model(
             "scores": dg.MetadataValue.md(_scores_markdown(summary["conditions"])),
             "skipped": dg.MetadataValue.md(_skipped_markdown(results.skipped)),
             "conditions": dg.MetadataValue.json(list(results.conditions)),
+            "feature_set": str(results.inputs.get("feature_set", "default")),
             "particles_used": dg.MetadataValue.int(int(results.inputs.get("rows_used", 0))),
             "attributes_used": dg.MetadataValue.json(results.inputs.get("attributes_used", [])),
             "attributes_excluded": dg.MetadataValue.json(results.inputs.get("attributes_excluded", {})),
@@ -103,6 +104,7 @@ def damage_model(
 def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
     """Mean |SHAP| per attribute and condition, with its spread over the repeats (the damage drivers).
 
+    Metadata ``feature_set`` says which attribute definitions were ranked (docs/features.md).
     Writes ``warehouse/analytics/damage_drivers.parquet`` (``particle_catalog``, downstream, copies it
     into the DuckDB table ``damage_drivers``), a grouped bar chart of attributes by condition and one
     SHAP beeswarm per condition under ``warehouse/analytics/plots/``.
@@ -116,6 +118,7 @@ def damage_drivers(context: dg.AssetExecutionContext, data_root: DataRootResourc
         "path": dg.MetadataValue.path(str(outputs.table_path)),
         "dagster/row_count": dg.MetadataValue.int(len(outputs.table)),
         "skipped": dg.MetadataValue.md(_skipped_markdown(outputs.skipped)),
+        "feature_set": outputs.feature_set,  # the attribute definitions ranked (docs/features.md)
     }
     if not outputs.table.empty:
         metadata["bar_chart"] = dg.MetadataValue.md(png_markdown(outputs.bar_chart_png, "damage drivers by condition", 520))

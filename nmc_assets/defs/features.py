@@ -10,20 +10,27 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from nmc_assets.defs.config import CoreSettingsConfig, core_settings
 from nmc_assets.defs.partitions import scan_partitions
+from nmc_assets.features.extract import FeatureSettings
 from nmc_assets.defs.resources import BlocksResource, DataRootResource
 
 GROUP = "features"
-FEATURES_CODE_VERSION = "features-v1"
+FEATURES_CODE_VERSION = "features-v2"  # v2: sphericity_std, feature_set
 CATALOG_CODE_VERSION = "catalog-v1"
 #: Parquet key-value metadata written with every features file (read back by the checks).
 META_LABEL_SOURCE = b"nmc.label_source"
 META_LABELS_PATH = b"nmc.labels_path"
 META_N_LABELS = b"nmc.n_labels"
 META_SOLID_THRESHOLD = b"nmc.solid_threshold"
+META_FEATURE_SET = b"nmc.feature_set"
 
 
-class ParticleFeaturesConfig(dg.Config):
+@core_settings(FeatureSettings)
+class ParticleFeaturesConfig(CoreSettingsConfig):
+    """Which labels, the packing-density window, the solid threshold, and the method settings of
+    :class:`~nmc_assets.features.extract.FeatureSettings` (``feature_set``: "default" or "li2022")."""
+
     label_source: Literal["fused", "truth"] = Field(
         default="fused",
         description='"fused": warehouse/fused_labels/<scan>.zarr; "truth": incoming/<scan>.labels.tif (ground truth)',
@@ -36,10 +43,11 @@ class ParticleFeaturesConfig(dg.Config):
     )
 
 
-def _column_schema() -> dg.TableSchema:
-    from nmc_assets.features import COLUMN_DOCS, FEATURE_COLUMNS
-    from nmc_assets.features.columns import COLUMN_TYPES
+def _column_schema(feature_set: str = "default") -> dg.TableSchema:
+    from nmc_assets.features import FEATURE_COLUMNS
+    from nmc_assets.features.columns import COLUMN_TYPES, column_docs
 
+    COLUMN_DOCS = column_docs(feature_set)
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
@@ -98,7 +106,9 @@ def particle_features(
     local cores, or the cluster at ``NMC_DASK_SCHEDULER``; memory within ``NMC_MEMORY_BUDGET``), giving
     the same table as reading the volumes whole; ground-truth labels (a TIFF) are read whole. Writes
     ``warehouse/particle_features/scan_id=<scan>/features.parquet`` atomically, with each column's
-    description and unit in the Parquet schema.
+    description and unit in the Parquet schema. Config ``feature_set: li2022`` computes the attributes
+    as the paper's ``getAllFeatures.m`` does (docs/features.md), reading the labels whole; the set is
+    recorded in the Parquet schema metadata and the materialization.
     """
     import pyarrow.parquet as pq
 
@@ -118,8 +128,12 @@ def particle_features(
     if voxel is None:
         raise dg.Failure(description=f"{tomo_path}: attribute voxel_size_um is missing", allow_retries=False)
     cycles = attrs.get("cycles")
+    try:
+        settings = config.to_core()
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     t0 = time.perf_counter()
-    if config.label_source == "fused":
+    if config.label_source == "fused" and settings.feature_set == "default":
         # block by block on Dask (the blocks resource: a cluster, else every local core), within its memory budget
         labels_path = str(_fused_labels_path(layout, scan_id))
         try:
@@ -127,7 +141,8 @@ def particle_features(
                 context.log.info(f"particle_features {scan_id}: blocks on {runner.where}")
                 result = compute_particle_features_zarr(
                     labels_path, tomo_path, float(voxel), scan_id=scan_id, cycles=None if cycles is None else int(cycles),
-                    local_window_um=config.local_window_um, solid_threshold=config.solid_threshold, runner=runner,
+                    local_window_um=config.local_window_um, solid_threshold=config.solid_threshold, settings=settings,
+                    runner=runner,
                     progress=context.log.info, memory_budget=blocks.budget_bytes(),
                 )
             if result.table.empty and config.solid_threshold is None:
@@ -152,11 +167,12 @@ def particle_features(
             cycles=None if cycles is None else int(cycles),
             local_window_um=config.local_window_um,
             solid_threshold=threshold,
+            settings=settings,
         )
     seconds = time.perf_counter() - t0
     n_labels = int(len(df))
 
-    table = features_to_arrow(df)
+    table = features_to_arrow(df, settings.feature_set)
     table = table.replace_schema_metadata(
         {
             **(table.schema.metadata or {}),
@@ -164,6 +180,7 @@ def particle_features(
             META_LABELS_PATH: labels_path.encode(),
             META_N_LABELS: str(n_labels).encode(),
             META_SOLID_THRESHOLD: repr(float(threshold)).encode(),
+            META_FEATURE_SET: settings.feature_set.encode(),
         }
     )
     out = layout.particle_features(scan_id)
@@ -178,7 +195,8 @@ def particle_features(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(n_labels),
-            "dagster/column_schema": dg.MetadataValue.table_schema(_column_schema()),
+            "dagster/column_schema": dg.MetadataValue.table_schema(_column_schema(settings.feature_set)),
+            "feature_set": settings.feature_set,
             "path": dg.MetadataValue.path(str(out)),
             "label_source": config.label_source,
             "labels_path": dg.MetadataValue.path(labels_path),

@@ -1,6 +1,8 @@
 """Per-particle features (docs/design.md) and the DuckDB catalog over them.
 
-- :func:`compute_particle_features`: labels + tomogram -> one row per particle (``extract``);
+- :func:`compute_particle_features`: labels + tomogram -> one row per particle (``extract``), in the
+  ``default`` definitions or, with ``FeatureSettings(feature_set="li2022")``, as the paper's
+  ``getAllFeatures.m`` computes them (``li2022``; docs/features.md compares the two);
   :func:`~nmc_assets.features.blockwise.compute_particle_features_zarr`: the same table from the Zarr
   stores, block by block on Dask in bounded memory (``blockwise``).
 - :func:`write_features` / :func:`read_features`: Parquet with column descriptions and units (``table``).

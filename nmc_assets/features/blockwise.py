@@ -125,6 +125,9 @@ def compute_particle_features_zarr(
     from nmc_assets.storage import open_zarr, resolve_version
 
     settings = settings or FeatureSettings()
+    if settings.feature_set != "default":
+        raise ValueError(f"feature_set {settings.feature_set!r} is computed on whole volumes "
+                         "(compute_particle_features), not block by block")
     v = float(voxel_size_um)
     labels_at, image_at = str(resolve_version(labels_path)), str(resolve_version(tomogram_path))
     lz, iz = open_zarr(labels_at), open_zarr(image_at)

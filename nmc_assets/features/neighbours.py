@@ -63,8 +63,11 @@ def neighbour_statistics(
     volume_um3: np.ndarray,
     major_axes: np.ndarray,
     n_neighbours: int = 6,
+    *,
+    sphericity: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """dist_nearest_um, elong_std, volume_std, orien_iso over the k nearest other particles (k-d tree).
+    """dist_nearest_um, elong_std, volume_std, orien_iso (and sphericity_std when ``sphericity`` is
+    given) over the k nearest other particles (k-d tree); standard deviations with ddof 0.
 
     k = ``n_neighbours``, or every other particle when fewer exist; NaN for a single particle.
     ``orien_iso`` is the nematic order ``mean((3 cos^2 theta - 1) / 2)`` of the major axes.
@@ -75,7 +78,10 @@ def neighbour_statistics(
     k = min(n_neighbours, n - 1)
     if k < 1:
         nan = np.full(n, np.nan)
-        return {"dist_nearest_um": nan, "elong_std": nan.copy(), "volume_std": nan.copy(), "orien_iso": nan.copy()}
+        out = {"dist_nearest_um": nan, "elong_std": nan.copy(), "volume_std": nan.copy(), "orien_iso": nan.copy()}
+        if sphericity is not None:
+            out["sphericity_std"] = nan.copy()
+        return out
     dist, idx = cKDTree(centroids_um).query(centroids_um, k=k + 1)
     # drop self (distance 0); with duplicate centroids, remove the own index wherever it appears
     own = idx == np.arange(n)[:, None]
@@ -84,9 +90,12 @@ def neighbour_statistics(
     dist = dist[keep].reshape(n, k)
     idx = idx[keep].reshape(n, k)
     cos = np.einsum("nd,nkd->nk", major_axes, major_axes[idx])
-    return {
+    out = {
         "dist_nearest_um": dist.mean(axis=1),
         "elong_std": elongation[idx].std(axis=1),
         "volume_std": volume_um3[idx].std(axis=1),
         "orien_iso": ((3.0 * cos**2 - 1.0) / 2.0).mean(axis=1),
     }
+    if sphericity is not None:
+        out["sphericity_std"] = sphericity[idx].std(axis=1)
+    return out

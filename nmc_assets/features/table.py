@@ -10,8 +10,9 @@ import pandas as pd
 from nmc_assets.features.columns import FEATURE_COLUMNS, arrow_schema
 
 
-def features_to_arrow(df: pd.DataFrame):
-    """The frame as a ``pyarrow.Table`` with exactly :data:`FEATURE_COLUMNS` and their field metadata.
+def features_to_arrow(df: pd.DataFrame, feature_set: str | None = None):
+    """The frame as a ``pyarrow.Table`` with exactly :data:`FEATURE_COLUMNS` and the field metadata of
+    ``feature_set`` (default: ``df.attrs["feature_set"]``, else "default"; stored as schema metadata).
 
     Raises ``ValueError`` naming missing or unexpected columns.
     """
@@ -21,7 +22,8 @@ def features_to_arrow(df: pd.DataFrame):
     extra = [c for c in df.columns if c not in FEATURE_COLUMNS]
     if missing or extra:
         raise ValueError(f"particle_features frame: missing columns {missing}, unexpected columns {extra}")
-    return pa.Table.from_pandas(df[FEATURE_COLUMNS], schema=arrow_schema(), preserve_index=False)
+    feature_set = feature_set or df.attrs.get("feature_set", "default")
+    return pa.Table.from_pandas(df[FEATURE_COLUMNS], schema=arrow_schema(feature_set), preserve_index=False)
 
 
 def write_features(df: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -45,6 +45,21 @@ def test_read_features_glob_and_errors(tmp_path, synthetic_table):
         read_features([bad])
 
 
+def test_read_features_records_the_feature_set_and_refuses_a_mix(tmp_path, synthetic_table):
+    import pyarrow.parquet as pq
+
+    paths = write_features(tmp_path / "pf", synthetic_table)
+    assert read_features([str(p) for p in paths]).attrs["feature_set"] == "default"  # files without the key
+    for path in paths:
+        table = pq.read_table(path)
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), b"feature_set": b"li2022"}), path)
+    assert read_features([str(p) for p in paths]).attrs["feature_set"] == "li2022"
+    first = pq.read_table(paths[0])
+    pq.write_table(first.replace_schema_metadata({b"feature_set": b"default"}), paths[0])
+    with pytest.raises(ValueError, match="mix feature sets"):
+        read_features([str(p) for p in paths])
+
+
 def test_store_round_trip_matches_in_memory(tmp_path, synthetic_results):
     directory = save_damage_model(synthetic_results, tmp_path / "damage_model")
     stored = load_damage_model(directory)

@@ -5,6 +5,7 @@ import inspect
 
 from nmc_assets.analytics.damage_model import DamageModelConfig
 from nmc_assets.ebsd.particles import SectionSettings
+from nmc_assets.features.extract import FeatureSettings
 from nmc_assets.defs.config import CoreSettingsConfig
 from nmc_assets.segmentation.model import TrainConfig
 from nmc_assets.segmentation.pipeline import FusionParams
@@ -18,6 +19,7 @@ CORE_SETTINGS = {
     "fused_labels": (FusionParams, {}),
     "grain_model": (GanConfig, {}),
     "grain_sections": (SectionSettings, {}),
+    "particle_features": (FeatureSettings, {}),
 }
 
 

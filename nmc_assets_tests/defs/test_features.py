@@ -48,7 +48,7 @@ def data_root(tmp_path):
     return layout
 
 
-def _run(layout, selection_assets, partition_key="s1", run_config=None):
+def _run(layout, selection_assets, partition_key="s1", run_config=None, raise_on_error=True):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("scan", ["s1"])
     return dg.materialize(
@@ -56,6 +56,7 @@ def _run(layout, selection_assets, partition_key="s1", run_config=None):
         partition_key=partition_key,
         instance=instance,
         run_config=run_config,
+        raise_on_error=raise_on_error,
         resources={"data_root": DataRootResource(data_dir=str(layout.root)), "blocks": BlocksResource(workers=2)},
     )
 
@@ -138,3 +139,26 @@ def test_empty_fused_labels_fail_clearly(data_root):
                          resources={"data_root": DataRootResource(data_dir=str(data_root.root)), "blocks": BlocksResource(workers=2)})
     assert not res.success
     assert "no labelled voxels" in str(res.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_li2022_feature_set_from_the_run_config(data_root):
+    """feature_set in the launchpad config: the li2022 definitions, recorded in the Parquet schema and
+    the materialization; the checks still pass."""
+    res = _run(data_root, [particle_features, *CHECKS],
+               run_config={"ops": {"particle_features": {"config": {"label_source": "fused", "feature_set": "li2022"}}}})
+    assert res.success
+    meta = res.asset_materializations_for_node("particle_features")[0].metadata
+    assert meta["feature_set"].value == "li2022" and meta["dagster/row_count"].value == 2
+    columns = {c.name: c.description for c in meta["dagster/column_schema"].schema.columns}
+    assert columns["homogeneity"].startswith("li2022 (Homogeneity, inverted)")
+    table = pq.read_table(data_root.particle_features("s1"))
+    assert table.schema.metadata[b"feature_set"] == b"li2022"
+    assert table.schema.metadata[b"nmc.feature_set"] == b"li2022"
+    assert all(e.passed for e in res.get_asset_check_evaluations())
+
+
+def test_unknown_feature_set_fails_with_the_choices(data_root):
+    res = _run(data_root, [particle_features],
+               run_config={"ops": {"particle_features": {"config": {"feature_set": "li2021"}}}}, raise_on_error=False)
+    assert not res.success
+    assert "feature_set must be one of ['default', 'li2022']" in str(res.get_step_failure_events()[0].event_specific_data.error)

@@ -145,9 +145,12 @@ def test_neighbour_statistics_with_fewer_than_six_particles():
     assert df.loc[1, "dist_nearest_um"] == pytest.approx(45 * VOXEL, rel=0.01)
     v2, v3 = df.loc[2, "volume_um3"], df.loc[3, "volume_um3"]
     assert df.loc[1, "volume_std"] == pytest.approx(np.std([v2, v3]), rel=1e-9)
+    s2, s3 = df.loc[2, "sphericity"], df.loc[3, "sphericity"]
+    assert df.loc[1, "sphericity_std"] == pytest.approx(np.std([s2, s3]), rel=1e-9)
+    assert df.loc[1, "sphericity_std"] > 0.05  # a ball and an ellipsoid 12:7:6 differ in sphericity
     assert df.notna().all().all()
     single = features((labels == 1).astype(np.uint8), phase_image(labels == 1))
-    assert single[["dist_nearest_um", "elong_std", "volume_std", "orien_iso"]].isna().all().all()
+    assert single[["dist_nearest_um", "elong_std", "volume_std", "orien_iso", "sphericity_std"]].isna().all().all()
 
 
 def test_orien_iso_parallel_and_perpendicular():
