@@ -68,9 +68,9 @@ def bench_scan(scratch: Path, sid: str, model_dir: Path) -> dict:
     t1 = time.perf_counter()
     labels_b, finfo = fused_labels(vp, fl, FusionParams())
     t2 = time.perf_counter()
-    import zarr
+    from nmc_assets.storage import read_zarr
 
-    fused_full = np.asarray(zarr.open_array(str(fl), mode="r")[...])
+    fused_full = read_zarr(fl)
     out["timing_s"] = {"views": round(t1 - t0, 2), "fusion_and_write": round(t2 - t1, 2), "total": round(t2 - t0, 2)}
     out["voxels_per_s"] = float(np.prod(img.shape) / (t2 - t0))
     out["bin_factor"] = info["bin_factor"]
@@ -78,7 +78,7 @@ def bench_scan(scratch: Path, sid: str, model_dir: Path) -> dict:
     t3 = time.perf_counter()
     fused_labels(vp, scratch / f"{sid}.refined.zarr", FusionParams(), intensity=img)
     out["refine_s"] = round(time.perf_counter() - t3 - (t2 - t1), 2)  # fusion + refinement, less the fusion alone
-    res["fused + boundary refinement (default)"] = accuracy_summary(truth, np.asarray(zarr.open_array(str(scratch / f"{sid}.refined.zarr"), mode="r")[...]))
+    res["fused + boundary refinement (default)"] = accuracy_summary(truth, read_zarr(scratch / f"{sid}.refined.zarr"))
     prob, dist, attrs = read_fused_maps(vp)
     px = float(attrs["pixel_um"])
     f = info["bin_factor"]

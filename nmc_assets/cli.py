@@ -5,6 +5,7 @@ Subcommands register themselves in :data:`SUBCOMMANDS` as ``name -> (help, add_a
 
     nmc-assets sql "SELECT scan_id, count(*) FROM particle_features GROUP BY scan_id"
     nmc-assets ebsd grains MAP.ang --threshold-deg 5 --min-grain-size 10 --out GRAINS.tif
+    nmc-assets view SCAN [--particle ID]        (napari: pip install -e ".[viewer]")
 """
 
 from __future__ import annotations
@@ -68,9 +69,39 @@ def _run_ebsd(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# --- view ------------------------------------------------------------------------------------------
+def _add_view_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scan", help="scan id (warehouse/tomograms/<scan>.zarr)")
+    p.add_argument("--particle", type=int, default=None, help="centre on this particle (label value = particle_id)")
+    p.add_argument("--data-dir", default=None, help="data root (default: $NMC_DATA_DIR or ./data)")
+    p.add_argument("--screenshot", default=None, metavar="PNG",
+                   help="save a screenshot there and exit (headless with QT_QPA_PLATFORM=offscreen)")
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    from nmc_assets.paths import DataLayout
+    from nmc_assets.viewer import ViewerMissingError, scan_scene, show
+
+    layout = DataLayout.from_path(args.data_dir) if args.data_dir else DataLayout.from_env()
+    try:
+        scene = scan_scene(layout, args.scan, args.particle)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        out = show(scene, screenshot=args.screenshot)
+    except ViewerMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if args.screenshot:
+        print(out)
+    return 0
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "sql": ("run read-only SQL (SELECT) on the DuckDB catalog and print the results", _add_sql_arguments, _run_sql),
     "ebsd": ("EBSD maps: rebuild grains, cut particles into calibration sections, write virtual maps", _add_ebsd_arguments, _run_ebsd),
+    "view": ("open a scan's tomogram, fused labels and features in napari (the viewer extra)", _add_view_arguments, _run_view),
 }
 
 

@@ -166,6 +166,30 @@ def _run_lane(keys: list[str], scans: list[str], asset_config, lane: str, env: d
     return _run_steps(keys, scans, asset_config, lane)
 
 
+#: The concurrency pool of the steps that use a GPU when there is one (deploy/README.md, "GPU pool").
+GPU_POOL = "gpu"
+
+
+def open_gpu_pool_without_gpu(instance, lanes: int, cuda_available: bool | None = None) -> bool:
+    """Without a CUDA GPU, let ``lanes`` steps of the ``gpu`` pool run at once (they run on the CPU, so
+    the one-card limit would only queue one lane behind the other: StarDist waiting for the grain-model
+    calibration). Sets the instance's pool limit (as ``dagster instance concurrency set gpu N``) and
+    returns True; with a GPU, or when the limit is already that high, leaves it and returns False."""
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if cuda_available:
+        return False
+    storage = instance.event_log_storage
+    if GPU_POOL in storage.get_concurrency_keys() and storage.get_concurrency_info(GPU_POOL).slot_count >= lanes:
+        return False
+    storage.set_concurrency_slots(GPU_POOL, lanes)
+    print(f"no CUDA GPU: the {GPU_POOL!r} pool now admits {lanes} steps at once on this instance "
+          f"(`dagster instance concurrency set {GPU_POOL} 1` restores one)", flush=True)
+    return True
+
+
 def materialize_all(layout: DataLayout, scans: list[str], asset_config: dict[str, dict] | None = None,
                     parallel: bool = True) -> DemoReport:
     """Materialize every asset (partitioned ones once per scan) with ``asset_config`` (asset name ->
@@ -188,6 +212,7 @@ def materialize_all(layout: DataLayout, scans: list[str], asset_config: dict[str
     names = [[k.to_user_string() for k in lane] for lane in lanes]
     report = DemoReport(scans=scans)
     if parallel and len(names) > 1:
+        open_gpu_pool_without_gpu(instance, len(names))
         env = {k: os.environ[k] for k in ("NMC_DATA_DIR", "DAGSTER_HOME") if k in os.environ}
         labels = ["scans"] + [lane[-1] for lane in names[1:]]
         with concurrent.futures.ProcessPoolExecutor(len(names), mp_context=multiprocessing.get_context("spawn")) as pool:

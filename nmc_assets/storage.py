@@ -277,16 +277,58 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_json_default))
 
 
-def read_zarr(path: str | os.PathLike) -> np.ndarray:
-    """Read a whole Zarr array into memory (one complete version, see :func:`resolve_version`)."""
-    return np.asarray(open_zarr(path)[...])
+def read_zarr(path: str | os.PathLike, level: int = 0) -> np.ndarray:
+    """Read a whole Zarr array (an OME-Zarr image's ``level``) into memory, one complete version."""
+    return np.asarray(open_zarr(path, level)[...])
 
 
-def open_zarr(path: str | os.PathLike):
-    """Open a Zarr array read-only and lazily (slices are read on indexing), pinned to its current version."""
+def open_zarr(path: str | os.PathLike, level: int = 0):
+    """Open a volume read-only and lazily (slices are read on indexing), pinned to its current version.
+
+    ``path`` is a Zarr array (outputs written before OME-Zarr) or an OME-Zarr image group, of which
+    level ``level`` is returned (0: full resolution, the first ``multiscales`` dataset).
+    """
     import zarr
 
-    return zarr.open_array(str(resolve_version(path)), mode="r")
+    return image_level(zarr.open(str(resolve_version(path)), mode="r"), level, path)
+
+
+def image_level(node, level: int = 0, name: str | os.PathLike = ""):
+    """The array of one pyramid level of a Zarr node: an array is its own level 0; an OME-Zarr image
+    group (NGFF 0.4 or 0.5) gives its ``multiscales[0].datasets[level]``. Raises ``ValueError`` naming
+    ``name`` for a group that is no image or a level that does not exist."""
+    import zarr
+
+    if isinstance(node, zarr.Array):
+        if level != 0:
+            raise ValueError(f"{name or node.path}: a plain Zarr array has only level 0, not level {level}")
+        return node
+    paths = image_level_paths(node)
+    if not paths:
+        raise ValueError(f"{name or node.path}: a Zarr group without OME-Zarr 'multiscales' metadata, not an image")
+    if not -len(paths) <= level < len(paths):
+        raise ValueError(f"{name or node.path}: level {level} does not exist (the image has {len(paths)} levels)")
+    return node[paths[level]]
+
+
+def image_level_paths(group) -> list[str]:
+    """Array paths of an OME-Zarr image group's levels, full resolution first (empty: not an image)."""
+    attrs = dict(group.attrs)
+    meta = attrs.get("ome", attrs)
+    multiscales = meta.get("multiscales") if isinstance(meta, dict) else None
+    if not multiscales:
+        return []
+    return [str(d["path"]) for d in multiscales[0].get("datasets", [])]
+
+
+def open_zarr_levels(path: str | os.PathLike) -> list:
+    """Every pyramid level of a volume, full resolution first (one array for a plain Zarr array)."""
+    import zarr
+
+    node = zarr.open(str(resolve_version(path)), mode="r")
+    if isinstance(node, zarr.Array):
+        return [node]
+    return [image_level(node, k, path) for k in range(len(image_level_paths(node)) or 1)]
 
 
 def open_zarr_group(path: str | os.PathLike):
@@ -297,6 +339,7 @@ def open_zarr_group(path: str | os.PathLike):
 
 
 def zarr_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The project attributes of a volume (those of its level 0, which an OME-Zarr image repeats from its group)."""
     return dict(open_zarr(path).attrs)
 
 

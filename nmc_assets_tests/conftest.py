@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-#: Shared session fixtures: the tiny StarDist model (``segmentation/`` and ``defs/`` tests).
-pytest_plugins = ["nmc_assets_tests.segmentation.fixtures"]
+#: Shared session fixtures: the tiny StarDist model (``segmentation/`` and ``defs/`` tests), a small complete
+#: data root (``examples/`` and the viewer).
+pytest_plugins = ["nmc_assets_tests.segmentation.fixtures", "nmc_assets_tests.examples.fixtures"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")

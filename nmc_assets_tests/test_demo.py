@@ -32,3 +32,18 @@ def test_lanes_cover_every_asset_once_and_never_wait_on_each_other():
         others = {k for j, other in enumerate(lanes) if j != i for k in other}
         for key in lane:
             assert not (set(graph.get(key).parent_keys) & others), key
+
+
+def test_without_a_gpu_the_gpu_pool_admits_one_step_per_lane(tmp_path):
+    """On a CPU-only machine the demo's lanes must not queue behind each other on the one-card `gpu` pool."""
+    from nmc_assets.demo import GPU_POOL, open_gpu_pool_without_gpu
+
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+        storage = instance.event_log_storage
+        assert open_gpu_pool_without_gpu(instance, 2, cuda_available=True) is False
+        assert GPU_POOL not in storage.get_concurrency_keys() or storage.get_concurrency_info(GPU_POOL).slot_count == 1
+        assert open_gpu_pool_without_gpu(instance, 2, cuda_available=False) is True
+        assert storage.get_concurrency_info(GPU_POOL).slot_count == 2
+        assert open_gpu_pool_without_gpu(instance, 2, cuda_available=False) is False  # already open: unchanged
+        assert storage.get_concurrency_info(GPU_POOL).slot_count == 2

@@ -14,7 +14,7 @@ from nmc_assets.ingest.tomogram import write_tomogram
 from nmc_assets.previews import volume_preview_markdown
 from nmc_assets.storage import open_zarr
 
-RAW_TOMOGRAM_VERSION = "ingest-v2"  # v2: streamed, source dtype kept (uint8/uint16/int8/int16/float32)
+RAW_TOMOGRAM_VERSION = "ingest-v3"  # v2: streamed, source dtype kept (uint8/uint16/int8/int16/float32); v3: OME-Zarr + pyramid
 
 
 class RawTomogramConfig(dg.Config):

@@ -4,6 +4,7 @@ Thin Dagster layer over :mod:`nmc_assets.segmentation` (all science lives there)
 """
 
 
+import os
 import time
 
 import dagster as dg
@@ -166,7 +167,7 @@ class ViewProbabilitiesConfig(dg.Config):
     group_name=GROUP,
     deps=["raw_tomogram", stardist_model],
     kinds={"tensorflow", "stardist", "zarr"},
-    code_version="seg-views-v1",
+    code_version="seg-views-v2",  # v2: each map an OME-Zarr image
     pool="gpu",
     owners=["team:segmentation"],
 )
@@ -177,11 +178,11 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
     The tomogram is normalised (1st/99.8th percentiles) and binned to the model's working pixel size
     slab by slab; each view is predicted in batches and written slab by slab to
     ``warehouse/view_probabilities/<scan>.zarr`` (arrays ``prob_<view>``, ``dist_<view>``, float16,
-    binned (z, y, x); distances in binned pixels).
+    binned (z, y, x); distances in binned pixels; each an OME-Zarr image with a pyramid).
     """
     from nmc_assets.previews import montage, png_markdown
     from nmc_assets.segmentation.pipeline import normalization_from_attrs, view_probabilities as predict_views
-    from nmc_assets.storage import open_zarr, open_zarr_group
+    from nmc_assets.storage import image_level, open_zarr, open_zarr_group
 
     layout = data_root.layout
     scan = context.partition_key
@@ -191,10 +192,11 @@ def view_probabilities(context: dg.AssetExecutionContext, config: ViewProbabilit
         info = predict_views(layout.stardist_model(config.model_name), tomo, float(attrs["voxel_size_um"]), layout.view_probabilities(scan),
                              normalize=normalization_from_attrs(attrs, tomo), bin_factor=config.bin_factor or None,
                              attrs={"scan_id": scan}, batch_size=config.batch_size, runner=runner, report=context.log.info)
-    out = open_zarr(layout.view_probabilities(scan) / "prob_xy")
-    root = open_zarr_group(layout.view_probabilities(scan))
-    zc = out.shape[0] // 2
-    imgs = [np.asarray(root[f"prob_{v}"][zc], np.float32) for v in ("xy", "xz", "yz")]
+    maps = layout.view_probabilities(scan)
+    root = open_zarr_group(maps)
+    probs = [image_level(root[f"prob_{v}"], 0, f"{maps}/prob_{v}") for v in ("xy", "xz", "yz")]
+    zc = probs[0].shape[0] // 2
+    imgs = [np.asarray(p[zc], np.float32) for p in probs]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(layout.view_probabilities(scan))),
@@ -219,7 +221,7 @@ class FusedLabelsConfig(CoreSettingsConfig):
     group_name=GROUP,
     deps=[view_probabilities, "raw_tomogram"],
     kinds={"numpy", "scipy", "zarr"},
-    code_version="seg-fused-v3",
+    code_version="seg-fused-v4",  # v4: OME-Zarr label image with pyramid
     owners=["team:segmentation"],
 )
 def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource,
@@ -231,8 +233,9 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     the fused probability (a learned distance-to-boundary) splits touching particles; each particle is hole-filled; tiny pieces dropped (``kmeans``
     selects the published recipe instead). Fused at the binned resolution and upsampled (nearest) to
     the tomogram grid, then boundaries are moved to the full-resolution intensity edge
-    (``refine_boundaries``): ``warehouse/fused_labels/<scan>.zarr``, uint32 (z, y, x), attrs ``scan_id,
-    voxel_size_um, n_particles``; a PNG of the labels over the central slices beside it.
+    (``refine_boundaries``): ``warehouse/fused_labels/<scan>.zarr``, an OME-Zarr label image of the
+    tomogram (uint32 (z, y, x), nearest pyramid), attrs ``scan_id, voxel_size_um, n_particles``; a PNG
+    of the labels over the central slices beside it.
     """
     from nmc_assets.previews import labels_overlay_png, png_markdown
     from nmc_assets.segmentation.pipeline import fused_labels as fuse_scan
@@ -247,7 +250,7 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
         _, info = fuse_scan(layout.view_probabilities(scan), out, params, attrs={"scan_id": scan},
                             intensity=layout.tomogram(scan) if params.refine_boundaries else None, band_um=params.refine_band_um,
                             sigma_um=params.refine_sigma_um, runner=runner, report=context.log.info,
-                            memory_budget=blocks.budget_bytes())
+                            memory_budget=blocks.budget_bytes(), source_image=os.path.relpath(layout.tomogram(scan), out))
     tomogram = open_zarr(layout.tomogram(scan))
     refinement = info.get("boundary_refinement", {})
     if refinement:
@@ -262,6 +265,7 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
             "method": info["method"],
             "bin_factor": info["bin_factor"],
             "seconds": dg.MetadataValue.float(info["seconds"]),
+            "pyramid_seconds": dg.MetadataValue.float(float(info["pyramid_seconds"])),
             "boundary_refinement_foreground_change": dg.MetadataValue.float(round(refinement.get("foreground_change", 0.0), 4)),
             "preview_png": dg.MetadataValue.path(str(png_path)),
             "preview": dg.MetadataValue.md(png_markdown(png, "labels xy | xz | yz", max_side=None)),

@@ -274,15 +274,13 @@ class SyntheticParticlesConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the generator")
 
 
-@dg.asset(group_name=GROUP, deps=[shell_model, grain_model], kinds={"numpy", "parquet"}, code_version="synthetic-particles-v1", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[shell_model, grain_model], kinds={"numpy", "parquet"}, code_version="synthetic-particles-v2", owners=["team:synthesis"])
 def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticParticlesConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
     """N virtual particles: shells from the shell model, grains from the calibrated grain model, rendered by the
     hard tessellation; per-particle (size, sphericity, grain count, mean grain elongation, radial alignment)
     and per-grain descriptors. Writes ``warehouse/synthesis/synthetic_particles/``."""
-    import tifffile
-
     from nmc_assets.previews import central_slices, labels_montage_markdown
-    from nmc_assets.storage import sha256_file
+    from nmc_assets.storage import read_zarr, sha256_file
     from nmc_assets.synthesis.dataset import generate_dataset
     from nmc_assets.particles.grains import GrainParams
 
@@ -296,7 +294,7 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     out = layout.synthetic_particles
     res = generate_dataset(out, store.shell_params(shell), grain_params, config.n_particles, config.grid_size, config.seed, provenance,
                            device=str(device.torch_device()))
-    first = tifffile.imread(out / "volumes" / "particle_00000.tif")
+    first = read_zarr(out / res["particles"]["file"].iloc[0])
     preview = labels_montage_markdown(central_slices(first), "particle 0 xy | xz | yz", max_side=600)
     df = res["particles"]
     context.log.info(f"synthetic_particles: {config.n_particles} particles, {res['particles_per_second']:.2f} particles/s")
@@ -315,11 +313,11 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     )
 
 
-@dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v1", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v2", owners=["team:synthesis"])
 def published_dataset(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
     """Versioned release folder ``published/nmc-virtual-particles-v<version>/`` (docs/design.md §3.4): dataset card README
     with a runnable loading example, params.json (calibrated parameters + checkpoint hash), particles.parquet,
-    grains.parquet, one zlib TIFF per particle, SHA256SUMS, CC-BY-4.0. Same inputs and seed: same bytes."""
+    grains.parquet, one OME-Zarr label image per particle (``volumes.zarr/``), SHA256SUMS, CC-BY-4.0. Same inputs and seed: same bytes."""
     from nmc_assets.synthesis.dataset import publish, verify_sha256sums
 
     layout = data_root.layout

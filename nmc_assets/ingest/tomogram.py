@@ -25,6 +25,7 @@ import numpy as np
 
 from nmc_assets.ingest.errors import ScanError
 from nmc_assets.ingest.formats import VolumeReader
+from nmc_assets.ngff import PYRAMID_MIN_SIDE
 from nmc_assets.ingest.readers import PERCENTILES, _AXIS_INDEX, _source_meta, check_scan_header, tomogram_attrs
 
 #: Source dtypes stored as they are; anything else is stored as float32.
@@ -127,17 +128,20 @@ def write_tomogram(
     *,
     slab: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    pyramid_min_side: int | None = PYRAMID_MIN_SIDE,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Validate one scan of the drop folder and stream it into a tomogram Zarr at ``out_path`` (atomic).
+    """Validate one scan of the drop folder and stream it into an OME-Zarr tomogram at ``out_path`` (atomic).
 
     ``slab``: planes of the file read at a time (default: the chunk edge along the axis they map to).
-    ``progress(done_planes, total_planes)`` is called after each slab. Returns ``(attrs, warnings)``:
-    the attributes written on the array (:func:`~nmc_assets.ingest.readers.tomogram_attrs`) and the
-    warnings. Raises :class:`ScanError` naming the file and the problem; nothing is written then.
+    ``progress(done_planes, total_planes)`` is called after each slab. The pyramid's level 1 (mean of
+    2x2x2 cells) is written from the slabs in memory when they are an even number of planes; the
+    coarser levels from it (:mod:`nmc_assets.ngff`; ``pyramid_min_side=None``: level 0 only).
+    Returns ``(attrs, warnings)``: the attributes written on the image and its level 0
+    (:func:`~nmc_assets.ingest.readers.tomogram_attrs`) and the warnings. Raises :class:`ScanError`
+    naming the file and the problem; nothing is written then.
     """
-    import zarr
-
-    from nmc_assets.storage import _jsonable, atomic_path
+    from nmc_assets.ngff import ImageWriter
+    from nmc_assets.storage import atomic_path
 
     files, sidecar, header_shape, dtype, warnings = check_scan_header(scan_id, incoming_dir)
     path = files.volume
@@ -152,7 +156,10 @@ def write_tomogram(
         chunks = tomogram_chunks(moved)
         # file z maps to tomogram axis 0 (thickness z) or 1 (thickness y / x)
         step = int(slab or chunks[0 if axis == 0 else 1])
-        store = zarr.create_array(store=str(tmp), shape=moved, dtype=out_dtype, chunks=chunks, zarr_format=3)
+        image = ImageWriter(tmp, moved, out_dtype, chunks, float(sidecar["voxel_size_um"]), min_side=pyramid_min_side,
+                            name=scan_id)
+        store = image.level0
+        stream_level1 = step % 2 == 0
         for z0 in range(0, shape[0], step):
             z1 = min(shape[0], z0 + step)
             data = reader.read(z0, z1)
@@ -162,10 +169,12 @@ def write_tomogram(
             block = data.astype(out_dtype, copy=False)
             if out_dtype.kind == "f" and data.dtype != out_dtype and not np.isfinite(block).all():
                 raise ScanError(path, "values overflow float32 (magnitude above 3.4e38)")
-            if axis == 0:
-                store[z0:z1] = block
-            else:
-                store[:, z0:z1, :] = np.moveaxis(block, axis, 0)
+            region = (slice(z0, z1), slice(None), slice(None)) if axis == 0 else (slice(None), slice(z0, z1), slice(None))
+            block = block if axis == 0 else np.moveaxis(block, axis, 0)
+            store[region] = block
+            if stream_level1:
+                image.write_level1(tuple(slice(r.start or 0, moved[i] if r.stop is None else r.stop)
+                                         for i, r in enumerate(region)), block)
             if progress is not None:
                 progress(z1, shape[0])
         if stats.n_nan or stats.n_inf:
@@ -180,5 +189,5 @@ def write_tomogram(
             raise ScanError(path, f"cannot read the file to checksum it ({digest['error']})")
         meta = _source_meta(scan_id, files, sidecar, shape, dtype, digest["sha256"])
         attrs = tomogram_attrs(meta, store, warnings, stats.percentiles())
-        store.attrs.update(_jsonable(attrs))
+        image.finish(attrs)
     return attrs, warnings

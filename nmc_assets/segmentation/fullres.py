@@ -52,9 +52,10 @@ def binned_window(block: Block, factor: int, refine: bool) -> tuple[slice, ...]:
     return tuple(slice(s.start // factor, -(-s.stop // factor)) for s in region)
 
 
-def label_block(item: tuple[Block, np.ndarray], *, job: FullResJob) -> tuple[int, int]:
+def label_block(item: tuple[Block, np.ndarray], *, job: FullResJob) -> tuple[int, int, np.ndarray]:
     """Upsample (and refine) one block and write its core into ``job.out``; returns the labelled voxel
-    counts of the core before and after the refinement. ``item``: the block and its binned window."""
+    counts of the core before and after the refinement and the core's voxels per label value
+    (``bincount``). ``item``: the block and its binned window."""
     import zarr
 
     from ..storage import open_zarr
@@ -73,7 +74,7 @@ def label_block(item: tuple[Block, np.ndarray], *, job: FullResJob) -> tuple[int
     else:
         after = labels
     zarr.open_array(job.out, mode="r+")[block.core] = after
-    return int(np.count_nonzero(before)), int(np.count_nonzero(after))
+    return int(np.count_nonzero(before)), int(np.count_nonzero(after)), np.bincount(after.ravel())
 
 
 def block_shape_for(full_shape: tuple[int, ...], chunks: tuple[int, ...], block_chunks: tuple[int, ...] = DEFAULT_BLOCK_CHUNKS) -> tuple[int, ...]:
@@ -104,18 +105,22 @@ def write_full_resolution(
     progress: Progress | None = None,
     memory_budget: int | None = None,
     scan: str = "",
+    voxel_um: float = 1.0,
+    source_image: str | None = None,
 ) -> dict:
-    """Write the binned (z, y, x) labels at ``full_shape`` (uint32 Zarr at ``out_path``, atomic),
+    """Write the binned (z, y, x) labels at ``full_shape`` (uint32 OME-Zarr label image at ``out_path``,
+    atomic; voxel edge ``voxel_um`` in um, the label image's ``source_image`` relative to it; a nearest
+    pyramid is computed from level 0 after the blocks),
     refined against ``intensity`` when ``refinement`` is given. ``block_shape``: block cores in voxels,
     whole output ``chunks`` (default :data:`DEFAULT_BLOCK_CHUNKS` of ``default_chunks(full_shape)``);
     results do not depend on either.
     ``memory_budget`` (bytes; None = no limit) caps the blocks in flight and raises
     :class:`nmc_assets.blockwise.MemoryBudgetError` when even one block does not fit.
-    Returns the block count and the labelled voxel counts before / after the refinement.
+    Returns the block count, the labelled voxel counts before / after the refinement and the pyramid's
+    levels and seconds.
     """
-    import zarr
-
-    from ..storage import _jsonable, atomic_path, default_chunks
+    from ..ngff import ImageWriter
+    from ..storage import atomic_path, default_chunks
 
     full_shape = tuple(int(s) for s in full_shape)
     refine = refinement is not None
@@ -137,8 +142,8 @@ def write_full_resolution(
     if progress is not None:
         progress.total = len(blocks)
     with atomic_path(out_path) as tmp:
-        z = zarr.create_array(store=str(tmp), shape=full_shape, dtype="uint32", chunks=chunks, zarr_format=3)
-        job = FullResJob(str(tmp), int(factor), full_shape, intensity, refinement, keep)
+        image = ImageWriter(tmp, full_shape, "uint32", chunks, voxel_um, labels=True, name=scan or Path(out_path).name)
+        job = FullResJob(image.level_path(0), int(factor), full_shape, intensity, refinement, keep)
         if runner is None:
             counts = []
             for item in items:
@@ -147,7 +152,12 @@ def write_full_resolution(
                     progress.advance()
         else:
             counts = runner.map(label_block, items, progress=progress, max_in_flight=in_flight, job=job)
-        z.attrs.update(_jsonable(attrs))
+        n_labels = int(binned.max()) if binned.size else 0
+        voxels = np.zeros(n_labels + 1, np.int64)
+        for c in counts:
+            voxels[: len(c[2])] += c[2]
+        image.finish(attrs, source_image=source_image, n_labels=n_labels, label_voxels=voxels, workers=workers)
     before, after = (sum(c[i] for c in counts) for i in (0, 1))
     return {"blocks": len(blocks), "block_shape": list(block_shape), "halo": halo, "blocks_in_flight": in_flight,
-            "labelled_before": before, "labelled_after": after, "path": str(Path(out_path))}
+            "labelled_before": before, "labelled_after": after, "path": str(Path(out_path)),
+            "pyramid_levels": len(image.arrays), "pyramid_seconds": round(image.pyramid_seconds, 3)}

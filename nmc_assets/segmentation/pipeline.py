@@ -107,7 +107,7 @@ def view_probabilities(model_dir: str | os.PathLike, source, voxel_size_um: floa
 
 def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, params: FusionParams = FusionParams(), *, views: tuple[str, ...] | None = None, attrs: dict | None = None,
                  intensity=None, band_um: float = 0.4, sigma_um: float = 0.2, block_shape: tuple[int, int, int] | None = None,
-                 runner=None, report=None, memory_budget: int | None = None) -> tuple[np.ndarray, dict]:
+                 runner=None, report=None, memory_budget: int | None = None, source_image: str | None = None) -> tuple[np.ndarray, dict]:
     """Fuse the stored view maps into 3D labels (binned, whole) and write them at full resolution,
     block by block (:mod:`.fullres`); return (binned labels, info).
 
@@ -116,6 +116,8 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
     converted with the voxel size); None = plain nearest upsampling. ``block_shape`` (voxels, whole
     output chunks), ``runner`` (:class:`nmc_assets.blockwise.BlockRunner`; None = blocks one after the
     other here), ``report`` (progress lines) and ``memory_budget`` (bytes) change how, never what.
+    ``source_image``: the tomogram's path relative to ``out_path`` for the label image's metadata
+    (default: ``intensity`` when it is a path).
     """
     from ..blockwise import Progress
     from ..storage import open_zarr
@@ -153,11 +155,20 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
     progress = Progress(f"fused_labels {scan}: full resolution", 0, report)
     written = write_full_resolution(labels, factor, full_shape, out_path, info, intensity=source, refinement=refinement, keep=keep,
                                     source_name=name, block_shape=block_shape, runner=runner, progress=progress,
-                                    memory_budget=memory_budget, scan=scan)
+                                    memory_budget=memory_budget, scan=scan, voxel_um=voxel_um,
+                                    source_image=source_image or _relative(intensity, out_path))
     if refinement is not None:
         before, after = written["labelled_before"], written["labelled_after"]
         info["boundary_refinement"]["foreground_change"] = (after - before) / max(before, 1)
-    return labels, {**info, "blocks": written["blocks"], "block_shape": written["block_shape"], "seconds": round(time.time() - t0, 2)}
+    return labels, {**info, "blocks": written["blocks"], "block_shape": written["block_shape"],
+                    "pyramid_seconds": written["pyramid_seconds"], "seconds": round(time.time() - t0, 2)}
+
+
+def _relative(image, labels_path) -> str | None:
+    """``image``'s path relative to the label image folder ``labels_path`` (None when not a path)."""
+    if not isinstance(image, (str, os.PathLike)):
+        return None
+    return os.path.relpath(os.path.abspath(image), os.path.abspath(labels_path))
 
 
 def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size_um: float, *, min_area_um2: float = 3.0, fg_threshold: float = FusionConfig.fg_threshold, grow: bool = True) -> tuple[np.ndarray, dict]:

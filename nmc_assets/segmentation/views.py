@@ -7,8 +7,9 @@ by slab into one Zarr group::
 
     <scan>.zarr/            attrs: views, binned_shape, full_shape, bin_factor, model, ...
       prob_xy, dist_xy      float16 (z, y, x) at the binned resolution, all views in volume axes
-      prob_xz, dist_xz
-      prob_yz, dist_yz
+      prob_xz, dist_xz      (each an OME-Zarr image, :mod:`nmc_assets.ngff`: level 0 plus a mean
+      prob_yz, dist_yz      pyramid, scale ``pixel_um`` in um, placed on the tomogram; read level 0
+                            with ``image_level``)
 
 ``dist_*`` is the mean over rays of the predicted ray distances, in binned pixels. Only one slab of
 one view is in memory at a time (plus the input volume).
@@ -69,19 +70,28 @@ def write_view_maps(model, volume: np.ndarray, out_path: str | os.PathLike, attr
     """Predict every view of ``volume`` and write the maps to a Zarr group at ``out_path`` (atomically)."""
     import zarr
 
+    from ..ngff import ImageWriter
     from ..storage import _jsonable, atomic_path
 
     shape = volume.shape
     chunks = tuple(min(SLAB, s) for s in shape)
+    pixel_um = float(attrs["pixel_um"])
+    # a binned voxel is the mean of factor^3 full-resolution voxels: its centre in the tomogram's frame (um)
+    origin_um = (int(attrs.get("bin_factor", 1)) - 1) / 2 * float(attrs.get("voxel_size_um", pixel_um))
     with atomic_path(out_path) as tmp:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         for view in views:
             axis = VIEW_AXIS[view]
-            arrs = {c: root.create_array(f"{c}_{view}", shape=shape, dtype="float16", chunks=chunks) for c in ("prob", "dist")}
+            images = {c: ImageWriter(tmp / f"{c}_{view}", shape, "float16", chunks, pixel_um, name=f"{c}_{view}",
+                                     origin_um=origin_um)
+                      for c in ("prob", "dist")}
             for idx, prob, dist in iter_view(model, volume, view, batch_size=batch_size):
                 region = tuple(idx if a == axis else slice(None) for a in range(3))
-                arrs["prob"][region] = prob.astype(np.float16)
-                arrs["dist"][region] = dist.astype(np.float16)
+                images["prob"].level0[region] = prob.astype(np.float16)
+                images["dist"].level0[region] = dist.astype(np.float16)
+            for c, image in images.items():
+                unit = "object probability (0-1)" if c == "prob" else "mean ray distance (binned pixels)"
+                image.finish({"view": view, "quantity": unit})
         root.attrs.update(_jsonable({**attrs, "views": list(views), "binned_shape": list(shape)}))
     return Path(out_path)
 
@@ -91,15 +101,15 @@ def read_fused_maps(path: str | os.PathLike, views: tuple[str, ...] | None = Non
 
     Views are accumulated one at a time (two float32 volumes in memory).
     """
-    from ..storage import open_zarr_group
+    from ..storage import image_level, open_zarr_group
 
     root = open_zarr_group(path)
     attrs = dict(root.attrs)
     views = tuple(views or attrs["views"])
     prob = dist = None
     for v in views:
-        p = np.asarray(root[f"prob_{v}"][...], dtype=np.float32)
-        d = np.asarray(root[f"dist_{v}"][...], dtype=np.float32)
+        p = np.asarray(image_level(root[f"prob_{v}"], 0, f"{path}/prob_{v}")[...], dtype=np.float32)
+        d = np.asarray(image_level(root[f"dist_{v}"], 0, f"{path}/dist_{v}")[...], dtype=np.float32)
         prob = p if prob is None else prob + p
         dist = d if dist is None else dist + d
     return prob / len(views), dist / len(views), attrs

@@ -6,8 +6,11 @@ from the fitted shell model (``particles.shell.sample_shell``), grains from the 
 (``particles.grains.sample_grains`` with the calibrated law's seed margin), rendered by
 ``particles.tessellation.render_grain_labels``.
 
+Label volumes: one Zarr group ``volumes.zarr`` holding one OME-Zarr 0.5 label image per particle
+(``particle_XXXXX``, uint16 grain labels, scale in um; :mod:`nmc_assets.ngff`).
+
 Determinism: one ``numpy`` generator seeded by ``seed`` draws every particle in order; files are written
-without timestamps (TIFF: zlib, no description; Parquet: fixed writer options), so the same inputs and
+without timestamps (Zarr: zstd chunks, JSON metadata; Parquet: fixed writer options), so the same inputs and
 seed give byte-identical files.
 """
 
@@ -97,12 +100,18 @@ def particle_descriptors(labels: np.ndarray, voxel_size_um: float, particle_id: 
     return row, grains
 
 
-def write_tiff(path: Path, labels: np.ndarray, voxel_size_um: float) -> None:
-    """uint16 zlib TIFF without timestamps or free-text description (deterministic bytes)."""
-    import tifffile
+VOLUMES = "volumes.zarr"
 
-    tifffile.imwrite(path, labels.astype(np.uint16), compression="zlib", metadata=None, software=False,
-                     resolution=(1 / voxel_size_um, 1 / voxel_size_um), resolutionunit="MICROMETER")
+
+def write_particle_volume(folder: Path, particle_id: int, labels: np.ndarray, voxel_size_um: float) -> str:
+    """Write one particle's grain labels as the OME-Zarr label image ``volumes.zarr/particle_XXXXX`` in
+    ``folder`` (a dataset folder being written); returns that relative path."""
+    from nmc_assets.ngff import write_image
+
+    name = f"{VOLUMES}/particle_{particle_id:05d}"
+    write_image(folder / name, labels.astype(np.uint16), voxel_size_um, labels=True, chunks=labels.shape, atomic=False,
+                attrs={"particle_id": particle_id, "voxel_size_um": voxel_size_um, "content": "grain labels, 0 = outside"})
+    return name
 
 
 def write_parquet(path: Path, df: pd.DataFrame) -> None:
@@ -116,8 +125,10 @@ def write_parquet(path: Path, df: pd.DataFrame) -> None:
 
 def generate_dataset(out_dir: str | Path, shell_params, grain_params, n_particles: int, grid_size: int, seed: int,
                      provenance: dict | None = None, device="cpu") -> dict:
-    """Render ``n_particles`` into ``out_dir`` (atomic): ``volumes/particle_XXXXX.tif``, ``particles.parquet``,
+    """Render ``n_particles`` into ``out_dir`` (atomic): ``volumes.zarr/particle_XXXXX``, ``particles.parquet``,
     ``grains.parquet``, ``params.json``. Returns a summary with timing (particles per second)."""
+    import zarr
+
     from nmc_assets.storage import atomic_path
 
     if n_particles < 1:
@@ -130,16 +141,15 @@ def generate_dataset(out_dir: str | Path, shell_params, grain_params, n_particle
     out_dir = Path(out_dir)
     render_s = 0.0
     with atomic_path(out_dir) as tmp:
-        (tmp / "volumes").mkdir(parents=True)
+        zarr.open_group(str(tmp / VOLUMES), mode="w", zarr_format=3)
         for i in range(n_particles):
             t0 = time.perf_counter()
             labels, _, _ = generate_particle(rng, shell_params, grain_params, grid_size, vs, device=device)
             render_s += time.perf_counter() - t0
             row, grains = particle_descriptors(labels, vs, i)
-            row["file"] = f"volumes/particle_{i:05d}.tif"
+            row["file"] = write_particle_volume(tmp, i, labels, vs)
             rows.append(row)
             grain_tables.append(grains)
-            write_tiff(tmp / row["file"], labels, vs)
         particles = pd.DataFrame(rows)[list(PARTICLE_COLUMNS) + ["file"]]
         grains = pd.concat(grain_tables, ignore_index=True)
         write_parquet(tmp / "particles.parquet", particles)
@@ -190,7 +200,7 @@ sections), following Fuchs, Furat et al. (2024).
 
 | file | content |
 | --- | --- |
-| `volumes/particle_XXXXX.tif` | grain labels of one particle (zlib TIFF, uint16) |
+| `volumes.zarr/particle_XXXXX/` | grain labels of one particle: an OME-Zarr 0.5 label image (Zarr v3, uint16, scale in um); array `0` is full resolution |
 | `particles.parquet` | one row per particle: {particle_cols} |
 | `grains.parquet` | one row per grain: particle_id, grain_id, volume_um3, elongation, radial_cos, radial_position |
 | `params.json` | model parameters (shell, calibrated grain model), grain-model checkpoint SHA256, seed |
@@ -208,14 +218,16 @@ Shell model: {shell_params}
 from pathlib import Path
 import json
 import pandas as pd
-import tifffile
+import zarr
 
 root = Path(".")  # this folder
 params = json.loads((root / "params.json").read_text())
 particles = pd.read_parquet(root / "particles.parquet")
 grains = pd.read_parquet(root / "grains.parquet")
 first = particles.iloc[0]
-labels = tifffile.imread(root / first["file"])  # (z, y, x) uint16 grain labels
+image = zarr.open_group(root / first["file"], mode="r")  # an OME-Zarr label image
+scale = image.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]  # um (z, y, x)
+labels = image["0"][...]  # (z, y, x) uint16 grain labels, full resolution
 assert labels.shape == (params["grid_size"],) * 3
 n_grains = len(set(labels.ravel().tolist()) - {{0}})
 print(f"{{len(particles)}} particles; particle 0: {{first['equivalent_diameter_um']:.2f}} um, {{n_grains}} grains")
@@ -279,7 +291,7 @@ def publish(particles_dir: str | Path, published_root: str | Path, extra_params:
     dest = Path(published_root) / f"nmc-virtual-particles-v{version}"
     with atomic_path(dest) as tmp:
         tmp.mkdir(parents=True)
-        shutil.copytree(src / "volumes", tmp / "volumes")
+        shutil.copytree(src / VOLUMES, tmp / VOLUMES)
         for name in ("particles.parquet", "grains.parquet"):
             shutil.copyfile(src / name, tmp / name)
         (tmp / "params.json").write_bytes(params_bytes)

@@ -7,12 +7,12 @@ import dagster as dg
 import numpy as np
 import pytest
 import tifffile
-import zarr
 
 from nmc_assets.defs.beamline import raw_tomogram
 from nmc_assets.defs.resources import BlocksResource, DataRootResource
 from nmc_assets.defs.segmentation import fused_labels, segmentation_accuracy, stardist_model, stardist_training_set, view_probabilities
 from nmc_assets.paths import DataLayout
+from nmc_assets.storage import open_zarr
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,7 @@ def test_views_fusion_and_accuracy_check(data_root):
     res = _segment(data_root, "sv", 0.2)
     md = res.asset_materializations_for_node("fused_labels")[0].metadata
     n = md["n_particles"].value
-    z = zarr.open_array(str(root / "warehouse" / "fused_labels" / "sv.zarr"), mode="r")
+    z = open_zarr(root / "warehouse" / "fused_labels" / "sv.zarr")
     assert z.dtype == np.uint32 and z.attrs["n_particles"] == n > 5 and z.attrs["scan_id"] == "sv"
     assert (root / "warehouse" / "fused_labels" / "sv.png").stat().st_size > 1000
     (ev,) = res.get_asset_check_evaluations()
@@ -91,3 +91,28 @@ def test_views_fusion_and_accuracy_check(data_root):
 def test_check_skips_scan_without_ground_truth(data_root):
     (ev,) = _segment(data_root, "nolabels", 0.9).get_asset_check_evaluations()
     assert ev.passed and ev.metadata["skipped"].value == "no ground truth"
+
+
+def test_every_warehouse_volume_is_valid_ome_zarr(data_root):
+    """Tomograms, the six view maps and the fused labels of a segmented scan are OME-Zarr 0.5 images
+    (ome-zarr-models validates each); the labels are a label image of their tomogram, in um."""
+    from nmc_assets.ngff import image_paths, validate
+    from nmc_assets.storage import open_zarr, open_zarr_group
+
+    root = data_root[0]
+    _segment(data_root, "sa", 0.0)
+    found = image_paths(root / "warehouse")
+    names = {p.relative_to(root / "warehouse").as_posix() for p in found}
+    assert {"tomograms/sa.zarr", "fused_labels/sa.zarr"} <= names
+    assert {f"view_probabilities/sa.zarr/{c}_{v}" for c in ("prob", "dist") for v in ("xy", "xz", "yz")} <= names
+    for path in found:
+        validate(path)
+    labels = open_zarr_group(root / "warehouse" / "fused_labels" / "sa.zarr")
+    ome = labels.attrs["ome"]
+    assert ome["image-label"]["source"]["image"] == "../../tomograms/sa.zarr"
+    assert ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.25] * 3
+    stored = np.asarray(open_zarr(root / "warehouse" / "fused_labels" / "sa.zarr")[...])
+    assert stored.dtype == np.uint32
+    # label properties: voxels per label value at full resolution, counted block by block
+    voxels = [p["voxels"] for p in ome["image-label"]["properties"]]
+    assert voxels == np.bincount(stored.ravel(), minlength=len(voxels)).tolist()

@@ -42,3 +42,21 @@ def test_checks_pass_on_good_table_and_fail_on_bad_ones():
     more[0:2, 0:2, 0:2] = 7
     r = row_count_matches(df["particle_id"], more)
     assert not r["passed"] and r["rows"] == 2 and r["labels"] == 3
+
+
+
+def test_distinct_labels_of_sparse_large_and_negative_values():
+    from nmc_assets.features.checks import distinct_labels
+
+    labels = np.zeros((70, 6, 5), np.int64)
+    labels[3, 2, 2] = 7
+    labels[40, 0, 0] = 2
+    labels[69, 5, 4] = 7
+    labels[50, 1, 1:4] = 2**40
+    labels[10, 1, 1] = -4  # negative values are not particles
+    np.testing.assert_array_equal(distinct_labels(labels), [2, 7, 2**40])
+    np.testing.assert_array_equal(distinct_labels(labels.clip(0, 9).astype(np.uint16), slab=5), [2, 7, 9])
+    assert distinct_labels(np.zeros((3, 4, 4), np.uint32)).size == 0
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 50, size=(9, 8, 7)).astype(np.uint32)
+    np.testing.assert_array_equal(distinct_labels(noisy, slab=4), np.setdiff1d(np.unique(noisy), [0]))

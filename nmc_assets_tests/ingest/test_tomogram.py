@@ -121,3 +121,25 @@ def test_slab_reader_handles_leading_singleton_axes(tmp_path, fmt):
     with VolumeReader(path) as reader:
         assert reader.shape == (5, 6, 7) and reader.dtype == np.uint16
         np.testing.assert_array_equal(reader.read(1, 3), volume[0, 0, 1:3])
+
+
+@pytest.mark.parametrize("axis, slab", [("z", 4), ("y", 6), ("x", 5)])
+def test_tomogram_is_an_ome_zarr_image_with_a_mean_pyramid(incoming, tmp_path, axis, slab):
+    """Level 1 is streamed from even slabs (computed after level 0 for an odd slab); either way every
+    level is the mean of the one above and ome-zarr-models validates the image, scale in um."""
+    from nmc_assets import ngff
+    from nmc_assets.storage import open_zarr_group, open_zarr_levels
+
+    volume = make_volume(shape=(19, 40, 46), seed=5)
+    write_scan(incoming, "p", volume, sidecar={"voxel_size_um": 0.1, "thickness_axis": axis})
+    out = tmp_path / "p.zarr"
+    write_tomogram("p", incoming, out, slab=slab, pyramid_min_side=12)
+    ngff.validate(out)
+    levels = open_zarr_levels(out)
+    assert len(levels) == 3 and levels[0].dtype == np.uint16
+    for fine, coarse in zip(levels, levels[1:]):
+        np.testing.assert_array_equal(coarse[...], ngff.coarsen(fine[...], (2, 2, 2), "mean"))
+    ms = open_zarr_group(out).attrs["ome"]["multiscales"][0]
+    assert ms["datasets"][1]["coordinateTransformations"] == [{"type": "scale", "scale": [0.2, 0.2, 0.2]},
+                                                             {"type": "translation", "translation": [0.05, 0.05, 0.05]}]
+    assert zarr_attrs(out)["scan_id"] == "p" and ms["name"] == "p"

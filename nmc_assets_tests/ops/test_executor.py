@@ -186,9 +186,10 @@ def test_helm_values_use_k8s_run_launcher_and_the_k8s_profile():
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
     assert values["concurrency"]["pools"]["defaultLimit"] == 1
     dockerfile = (K8S_DIR / "Dockerfile").read_text()
-    torch_at = dockerfile.index('pip install "torch==${TORCH_VERSION}"')
-    assert torch_at < dockerfile.index("pip install .")  # torch first, then the project
-    assert "ARG TORCH_VERSION=2.13.0" in dockerfile
+    torch_at = dockerfile.index('pip install "torch==${TORCH_VERSION}"')  # the CPU profile's torch first,
+    deps_at = dockerfile.index('pip install -r "deploy/requirements-${PROFILE}.txt"')  # then the profile's set,
+    assert torch_at < deps_at < dockerfile.index("pip install --no-deps .")  # then the project alone
+    assert "ARG TORCH_VERSION=2.13.0" in dockerfile and "ARG PROFILE=gpu" in dockerfile
 
 
 # ------------------------------------------------------------------------------------------------

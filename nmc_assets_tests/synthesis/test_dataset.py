@@ -67,3 +67,23 @@ def test_same_seed_same_bytes(release, tmp_path, reference_params):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_particles"):
         generate_dataset("/tmp/never", SHELL, None, n_particles=0, grid_size=32, seed=0)
+
+
+def test_release_volumes_are_valid_ome_zarr_label_images(release):
+    import json
+
+    from nmc_assets.ngff import image_paths, validate
+    from nmc_assets.storage import open_zarr_group, read_zarr
+
+    _, dest = release
+    found = image_paths(dest)
+    assert [p.relative_to(dest).as_posix() for p in found] == [f"volumes.zarr/particle_{i:05d}" for i in range(3)]
+    voxel = json.loads((dest / "params.json").read_text())["voxel_size_um"]
+    parts = pd.read_parquet(dest / "particles.parquet")
+    for path, (_, row) in zip(found, parts.iterrows()):
+        assert type(validate(path)).__name__ == "ImageLabel"
+        ome = open_zarr_group(path).attrs["ome"]
+        assert ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx([voxel] * 3)
+        labels = read_zarr(path)
+        assert labels.shape == (32, 32, 32) and labels.dtype == np.uint16
+        assert len(np.unique(labels[labels > 0])) == row["n_grains"] and row["file"] == path.relative_to(dest).as_posix()

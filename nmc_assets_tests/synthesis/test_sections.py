@@ -97,3 +97,27 @@ def test_centre_crop_puts_the_centre_at_the_window_centre():
     assert abs(np.mean(offs)) < 0.05
     # the window clips at the image border with zero padding
     assert centre_crop(img, (0.0, 0.0), 8).shape == (8, 8)
+
+
+def test_grain_moments_equal_regionprops(observed_sections):
+    """The bincount moments give regionprops' area, centroid, axes and orientation (float tolerance)."""
+    from skimage.measure import regionprops_table
+
+    from nmc_assets.synthesis.sections import grain_moments
+
+    square = np.zeros((9, 9), np.uint16)
+    square[2:6, 3:7] = 5  # a square: equal variances, no covariance (regionprops' a == c branch)
+    square[7, 1:8] = 2    # a one-pixel-thick bar: minor axis 0
+    for labels in [s.labels for s in observed_sections[:6]] + [square]:
+        ref = regionprops_table(labels.astype(np.int32), properties=(
+            "label", "area", "centroid", "orientation", "axis_major_length", "axis_minor_length"))
+        got = grain_moments(labels)
+        np.testing.assert_array_equal(got["label"], ref["label"])
+        np.testing.assert_allclose(got["area"], ref["area"])
+        np.testing.assert_allclose(got["centroid"], np.stack([ref["centroid-0"], ref["centroid-1"]], 1), atol=1e-9)
+        np.testing.assert_allclose(got["major"], ref["axis_major_length"], atol=1e-7)
+        np.testing.assert_allclose(got["minor"], ref["axis_minor_length"], atol=1e-6)
+        elongated = got["major"] > got["minor"] * (1 + 1e-6)  # orientation is defined up to pi for these
+        d = np.angle(np.exp(2j * (got["orientation"] - ref["orientation"])))[elongated]
+        np.testing.assert_allclose(d, 0, atol=1e-7)
+    assert grain_moments(square)["orientation"][1] == pytest.approx(-np.pi / 4)  # a == c, b == 0
