@@ -27,7 +27,7 @@ from _common import RESULTS, load_average
 from _synthesis_common import reference
 
 
-def _sections(folder: Path, n_maps: int, kind: str):
+def _sections(folder: Path, n_maps: int, kind: str, clean: bool = False):
     import numpy as np
     import tifffile
 
@@ -41,7 +41,8 @@ def _sections(folder: Path, n_maps: int, kind: str):
     for grid, seed in (("square", 3024), ("hex", 3025)):
         d = folder / grid
         if not d.is_dir():
-            write_virtual_maps(d, n_maps // 2, VirtualEbsdSettings(grid=grid, radius_um=3.0, step_um=0.1), params=ref, seed=seed)
+            noise = {"boundary_misindex": 0.0, "low_confidence_fraction": 0.0} if clean else {}
+            write_virtual_maps(d, n_maps // 2, VirtualEbsdSettings(grid=grid, radius_um=3.0, step_um=0.1, **noise), params=ref, seed=seed)
         if kind == "ebsd":
             out += read_cross_sections(d, SectionSettings(min_grain_size=3))[0]
         else:
@@ -49,7 +50,7 @@ def _sections(folder: Path, n_maps: int, kind: str):
     return ref, out
 
 
-def run(kind: str, folder: str, n_maps: int, steps: int, seed: int) -> dict:
+def run(kind: str, folder: str, n_maps: int, steps: int, seed: int, clean: bool = False) -> dict:
     import numpy as np
     import torch
 
@@ -58,7 +59,7 @@ def run(kind: str, folder: str, n_maps: int, steps: int, seed: int) -> dict:
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    ref, sections = _sections(Path(folder), n_maps, kind)
+    ref, sections = _sections(Path(folder), n_maps, kind, clean)
     t_sections = time.perf_counter() - t0
     cfg = GanConfig(steps=steps, seed=seed)
     gan = StereologicalGan(sections, cfg)
@@ -66,7 +67,7 @@ def run(kind: str, folder: str, n_maps: int, steps: int, seed: int) -> dict:
     gan.train()
     seconds = time.perf_counter() - t0
     rep = calibration_report(sections, gan.calibrated_params(), ref, seed=7, learned=list(cfg.learned))
-    return {"kind": kind, "n_sections": len(sections), "grains_per_section": float(np.mean([s.labels.max() for s in sections])),
+    return {"kind": kind + ("_no_noise" if clean else ""), "n_sections": len(sections), "grains_per_section": float(np.mean([s.labels.max() for s in sections])),
             "steps": steps, "seed": seed, "sections_seconds": t_sections, "train_seconds": seconds,
             "calibrated": gan.calibrated_params().to_dict(), "relative_error": rep.get("relative_error", {}),
             "distance_ratio": rep["distance_ratio"], "load_average_end": load_average()}
@@ -77,11 +78,13 @@ def main() -> None:
     ap.add_argument("--n-maps", type=int, default=128)
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-noise", action="store_true", help="maps without misindexing (what the noise costs)")
+    ap.add_argument("--kinds", nargs="+", default=["ebsd", "truth_labels"], choices=["ebsd", "truth_labels"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        _sections(Path(tmp), args.n_maps, "truth")  # write the maps once
-        with ProcessPoolExecutor(2) as pool:
-            futures = [pool.submit(run, kind, tmp, args.n_maps, args.steps, args.seed) for kind in ("ebsd", "truth_labels")]
+        _sections(Path(tmp), args.n_maps, "truth", args.no_noise)  # write the maps once
+        with ProcessPoolExecutor(len(args.kinds)) as pool:
+            futures = [pool.submit(run, kind, tmp, args.n_maps, args.steps, args.seed, args.no_noise) for kind in args.kinds]
             results = [f.result() for f in futures]
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / "ebsd_calibration.jsonl", "a") as f:

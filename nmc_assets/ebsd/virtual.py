@@ -17,7 +17,6 @@ each grain's c-axis) lies beside the maps, out of the way of ``cross_sections/``
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
