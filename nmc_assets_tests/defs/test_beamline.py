@@ -1,6 +1,5 @@
 """Dagster layer of ingest: raw_tomogram, the incoming_scans sensor, the device resource, the local instance config."""
 
-import json
 import logging
 import os
 import shutil

@@ -3,7 +3,6 @@
 Registered suite-wide by ``nmc_assets_tests/conftest.py`` (the segmentation and the Dagster-layer tests use it).
 """
 
-import numpy as np
 import pytest
 
 from .constructed import phantom_scan
