@@ -271,18 +271,26 @@ def particle_features_no_nan(context: dg.AssetCheckExecutionContext, data_root: 
 
 @dg.asset_check(asset=particle_features, partitions_def=scan_partitions, description="one row per label of the label volume used")
 def particle_features_row_count(context: dg.AssetCheckExecutionContext, data_root: DataRootResource) -> dg.AssetCheckResult:
-    """Row count (and particle ids) equal the distinct non-zero labels of the label volume the features came from."""
+    """Row count (and particle ids) equal the distinct non-zero labels of the label volume the features came
+    from (for the ``li2022`` set: the labels with a solid voxel, intensity >= the table's solid threshold)."""
     from nmc_assets.features.checks import row_count_matches
+    from nmc_assets.storage import open_zarr
 
     layout = data_root.layout
     path, table = _read_features_file(layout, context.partition_key)
-    source = (table.schema.metadata or {}).get(META_LABEL_SOURCE, b"fused").decode()
+    meta = table.schema.metadata or {}
+    source = meta.get(META_LABEL_SOURCE, b"fused").decode()
     labels, labels_path = _load_labels(layout, context.partition_key, source)
-    r = row_count_matches(table.column("particle_id").to_pylist(), labels)
+    solid_only = meta.get(META_FEATURE_SET, b"default").decode() == "li2022"
+    image, threshold = None, None
+    if solid_only:
+        image, threshold = open_zarr(layout.tomogram(context.partition_key)), float(meta[META_SOLID_THRESHOLD].decode())
+    r = row_count_matches(table.column("particle_id").to_pylist(), labels, image=image, min_intensity=threshold)
     return dg.AssetCheckResult(
         passed=r["passed"],
         metadata={"rows": r["rows"], "labels": r["labels"], "particle_ids_match_labels": r["ids_match"],
-                  "label_source": source, "labels_path": dg.MetadataValue.path(labels_path)},
+                  "label_source": source, "labels_path": dg.MetadataValue.path(labels_path),
+                  "labels_with_solid_voxels_only": solid_only},
     )
 
 

@@ -155,6 +155,8 @@ def test_li2022_feature_set_from_the_run_config(data_root):
     assert table.schema.metadata[b"feature_set"] == b"li2022"
     assert table.schema.metadata[b"nmc.feature_set"] == b"li2022"
     assert all(e.passed for e in res.get_asset_check_evaluations())
+    (row_count,) = [e for e in res.get_asset_check_evaluations() if e.check_name == "particle_features_row_count"]
+    assert row_count.metadata["labels_with_solid_voxels_only"].value is True
 
 
 def test_unknown_feature_set_fails_with_the_choices(data_root):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from nmc_assets.features import compute_particle_features
 from nmc_assets.features.checks import nan_counts, row_count_matches, schema_problems
@@ -60,3 +61,23 @@ def test_distinct_labels_of_sparse_large_and_negative_values():
     rng = np.random.default_rng(0)
     noisy = rng.integers(0, 50, size=(9, 8, 7)).astype(np.uint32)
     np.testing.assert_array_equal(distinct_labels(noisy, slab=4), np.setdiff1d(np.unique(noisy), [0]))
+
+
+def test_distinct_labels_with_solid_voxels_only():
+    """The li2022 set has no row for a label without a voxel at or above the solid threshold."""
+    from nmc_assets.features.checks import distinct_labels, row_count_matches
+
+    labels = np.zeros((40, 5, 5), np.uint32)
+    labels[2:5, 1:3, 1:3] = 3
+    labels[30:33, 1:3, 1:3] = 8
+    image = np.full(labels.shape, 200.0)
+    image[labels == 8] = 50.0  # label 8 is all below the threshold (a void-only label)
+    np.testing.assert_array_equal(distinct_labels(labels), [3, 8])
+    np.testing.assert_array_equal(distinct_labels(labels, slab=7, image=image, min_intensity=100.0), [3])
+    assert row_count_matches([3], labels, image=image, min_intensity=100.0)["passed"]
+    assert not row_count_matches([3], labels)["passed"]
+    assert not row_count_matches([3, 8], labels, image=image, min_intensity=100.0)["passed"]
+    with pytest.raises(ValueError, match="image shape"):
+        distinct_labels(labels, image=image[:3], min_intensity=100.0)
+    with pytest.raises(ValueError, match="both"):
+        distinct_labels(labels, image=image)
