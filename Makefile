@@ -47,7 +47,7 @@ check-contract: env
 	$(BIN)/python ../shared/tools/check_contract.py $(DATA)
 
 bench: env
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) $(BIN)/python $$b || exit 1; done
 
 clean-data:
 	rm -rf $(DATA)/incoming $(DATA)/warehouse $(DATA)/published $(DATA)/dagster_home $(DATA)/models/grain_model
