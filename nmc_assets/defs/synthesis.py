@@ -152,7 +152,7 @@ class GrainModelConfig(CoreSettingsConfig):
     checkpoint_every: int = Field(default=20, description="write checkpoint.pt every n steps (resume point)")
 
 
-@dg.asset(group_name=GROUP, deps=[grain_sections], kinds={"pytorch"}, pool="gpu", code_version="grain-model-v3", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[grain_sections], kinds={"pytorch"}, pool="gpu", code_version="grain-model-v4", owners=["team:synthesis"])
 def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
     """Calibrated radial-grain model (stereological WGAN-GP): the generator is the parametric radial GBPD
     rendered as a soft tessellation on random planar sections; a conv critic compares them with the
@@ -165,7 +165,9 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     """
     from nmc_assets.previews import png_markdown
     from nmc_assets.storage import atomic_write_json
+    from nmc_assets.synthesis.convergence import CalibrationDiverged
     from nmc_assets.synthesis.gan import StereologicalGan
+    from nmc_assets.synthesis.intervals import moment_intervals
     from nmc_assets.synthesis.plots import history_png
     from nmc_assets.synthesis.sections import read_sections
 
@@ -185,9 +187,20 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
     else:
         gan = StereologicalGan(sections, gcfg, device=dev)
     t0 = time.perf_counter()
-    gan.train(log=context.log.info, checkpoint_path=ckpt, checkpoint_every=config.checkpoint_every)
+    try:
+        gan.train(log=context.log.info, checkpoint_path=ckpt, checkpoint_every=config.checkpoint_every)
+    except CalibrationDiverged as exc:  # keep the run for inspection, publish nothing
+        gan.save(folder / "diverged.pt")
+        raise dg.Failure(description=str(exc), metadata={
+            "diagnostics": dg.MetadataValue.json(exc.diagnostics),
+            "history": dg.MetadataValue.md(png_markdown(history_png(gan.history), "training history", max_side=900))}) from exc
     seconds = time.perf_counter() - t0
-    params = store.save_grain_model(folder, gan, version, device=str(dev), train_seconds_this_run=seconds)
+    intervals = None
+    if gcfg.interval_sections > 0:
+        t1 = time.perf_counter()
+        intervals = moment_intervals(sections, gan.calibrated_params(), n_simulated=gcfg.interval_sections, seed=gcfg.seed)
+        context.log.info(f"grain_model: moment refinement and intervals in {time.perf_counter() - t1:.1f} s")
+    params = store.save_grain_model(folder, gan, version, intervals=intervals, device=str(dev), train_seconds_this_run=seconds)
     atomic_write_json(layout.grain_model_latest, {"version": version})
     return dg.MaterializeResult(
         metadata={
@@ -197,6 +210,9 @@ def grain_model(context: dg.AssetExecutionContext, config: GrainModelConfig, dat
             "seconds": seconds,
             "device": str(dev),
             "params": dg.MetadataValue.json(params["grain_params"]),
+            "gan_params": dg.MetadataValue.json(params["gan_params"]),
+            "intervals_90": dg.MetadataValue.json(intervals["intervals"] if intervals else {}),
+            "convergence": dg.MetadataValue.json(params["convergence"]),
             "history": dg.MetadataValue.md(png_markdown(history_png(gan.history), "training history", max_side=900)) if gan.history else "",
         }
     )
@@ -216,7 +232,7 @@ class QualityConfig(dg.Config):
     n_pairs: int = Field(default=2, description="two-sample reference: mean over this many pairs of samples of the observed size (more pairs: a steadier reference, slower)")
     generated_factor: int = Field(default=4, description="generated sections per observed section for the observed-vs-model distance")
     max_relative_error: float = Field(default=0.15, description="pass when density, mean elongation and alignment spread are each within this relative error (reference known; other learned parameters are reported)")
-    equivalence_log_sd_delta: float = Field(default=0.1, description="report the alignment spread that an elongation log-sd this much lower / higher would need for the same grain orientations in sections (the two are confounded in 2D); 0 = off")
+    equivalence_log_sd_delta: float = Field(default=0.0, description="also report the alignment spread that an elongation log-sd this much lower / higher would need for the same grain orientations in sections (the two are confounded in 2D; the calibration's intervals already include the log-sd's uncertainty); 0 = off")
     equivalence_sections: int = Field(default=128, description="hard sections per evaluation of that equivalence (common random numbers)")
 
 
@@ -225,13 +241,16 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     """Wasserstein distances between observed and generated section descriptors (grain area, aspect ratio,
     angle of the major axis to the radial direction, grains per section), against the distance between two
     independent samples of the reference model of the same size (of the calibrated model when the
-    reference is unknown); the relative error of each recovered parameter when the reference is known; and
-    the alignment spread that an elongation log-sd 0.1 lower / higher would need for the same grain
-    orientations (the calibrated alignment is conditional on the log-sd, a prior by default)."""
+    reference is unknown); the relative error of each recovered parameter when the reference is known;
+    the 90 % intervals of the calibration (``params.json``), whether they cover the reference, and how well
+    the sections separate the alignment spread from the elongation log-sd; the model-fit verdict (J test of
+    the section moments; radial, equiaxed or not radial); the run's convergence diagnostics. Fails when a
+    distance or a recovery is off, the model does not fit, or the run did not settle."""
+    from nmc_assets.particles.grains import GrainParams
+    from nmc_assets.synthesis.intervals import architecture_verdict, covers
     from nmc_assets.synthesis.quality import calibration_report, equivalent_alignment, judge
     from nmc_assets.synthesis.section_geometry import SectionGeometry
     from nmc_assets.synthesis.sections import read_sections
-    from nmc_assets.particles.grains import GrainParams
 
     layout = data_root.layout
     sec_dir = layout.grain_sections
@@ -242,17 +261,31 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
     rep = calibration_report(sections, calibrated, reference, seed=config.seed, learned=params.get("learned"),
                              n_pairs=config.n_pairs, generated_factor=config.generated_factor)
     verdict = judge(rep, config.max_distance_ratio, config.max_relative_error)
-    equivalence, band = [], ""
+    intervals, convergence = params.get("intervals"), params.get("convergence") or {}
+    fit = architecture_verdict(intervals) if intervals else {}
+    covered = covers(intervals, reference) if intervals and reference is not None else {}
+    equivalence = []
     if config.equivalence_log_sd_delta > 0:
         sd, delta = calibrated.elongation_log_sd, config.equivalence_log_sd_delta
         equivalence = equivalent_alignment(calibrated, SectionGeometry.fit(sections), [max(sd - delta, 0.0), sd + delta],
                                            n_sections=config.equivalence_sections, seed=config.seed)
-        band = "; alignment spread given the elongation log-sd: " + ", ".join(
-            f"{r['alignment_spread_deg']:.1f} deg at {r['elongation_log_sd']:.2f}" for r in equivalence[:1]
-        ) + f", {calibrated.alignment_spread_deg:.1f} deg at {sd:.2f} (calibrated), " + ", ".join(
-            f"{r['alignment_spread_deg']:.1f} deg at {r['elongation_log_sd']:.2f}" for r in equivalence[1:])
+    problems = [p for p in convergence.get("problems", [])]
+    if fit and not fit["model_fits"]:
+        problems.append(fit["model_fit"])
+    passed = verdict["passed"] and not problems
+    text = f"distance ratios {rep['distance_ratio']}; relative errors {rep.get('relative_error', {})}"
+    if intervals:
+        iv = intervals["intervals"]
+        text += ("; 90 % intervals: " + ", ".join(f"{k} {v[0]:.3g}-{v[1]:.3g}" for k, v in iv.items())
+                 + f"; {fit['architecture']}: {fit['reason']}; {fit['model_fit']}")
+        ident = intervals["identified"]
+        if not ident["separable"]:
+            text += (f"; the sections do not separate the alignment spread from the elongation log-sd (correlation "
+                     f"{ident['correlation_alignment_log_sd']:.2f}): identified is {ident['combination']} (sd {ident['combination_sd']:.3f})")
+    if problems:
+        text += "; problems: " + "; ".join(problems)
     return dg.AssetCheckResult(
-        passed=verdict["passed"],
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "distances": dg.MetadataValue.json(rep["distances"]),
@@ -260,10 +293,17 @@ def calibration_quality(config: QualityConfig, data_root: DataRootResource) -> d
             "distance_ratio": dg.MetadataValue.json(rep["distance_ratio"]),
             "relative_error": dg.MetadataValue.json(rep.get("relative_error", {})),
             "reference_known": reference is not None,
-            "log_sd_learned": "elongation_log_sd" in (params.get("learned") or ()),
+            "intervals_90": dg.MetadataValue.json(intervals["intervals"] if intervals else {}),
+            "intervals_cover_reference": dg.MetadataValue.json(covered),
+            "identified": dg.MetadataValue.json(intervals["identified"] if intervals else {}),
+            "architecture": fit.get("architecture", "unknown (no intervals)"),
+            "model_fit": fit.get("model_fit", "unknown (no intervals)"),
+            "j_p_value": float(intervals["j_p_value"]) if intervals else float("nan"),
+            "gan_params": dg.MetadataValue.json(params.get("gan_params", {})),
+            "convergence": dg.MetadataValue.json(convergence),
             "alignment_given_log_sd": dg.MetadataValue.json(equivalence),
         },
-        description=f"distance ratios {rep['distance_ratio']}; relative errors {rep.get('relative_error', {})}{band}",
+        description=text,
     )
 
 
@@ -274,7 +314,7 @@ class SyntheticParticlesConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the generator")
 
 
-@dg.asset(group_name=GROUP, deps=[shell_model, grain_model], kinds={"numpy", "parquet"}, code_version="synthetic-particles-v2", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[shell_model, grain_model], kinds={"numpy", "parquet"}, code_version="synthetic-particles-v3", owners=["team:synthesis"])
 def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticParticlesConfig, data_root: DataRootResource, device: DeviceResource) -> dg.MaterializeResult:
     """N virtual particles: shells from the shell model, grains from the calibrated grain model, rendered by the
     hard tessellation; per-particle (size, sphericity, grain count, mean grain elongation, radial alignment)
@@ -290,7 +330,10 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     gm, folder = load_grain_model(layout)
     grain_params = GrainParams.from_dict(gm["grain_params"])
     provenance = {"grain_model_version": gm["version"], "checkpoint_sha256": sha256_file(folder / "checkpoint.pt"),
-                  "shell_model_source": shell["source"]}
+                  "shell_model_source": shell["source"], "calibration_method": gm.get("method", "stereological GAN")}
+    if gm.get("intervals"):
+        provenance["grain_params_intervals_90"] = gm["intervals"]["intervals"]
+        provenance["grain_params_identified"] = gm["intervals"]["identified"]
     out = layout.synthetic_particles
     res = generate_dataset(out, store.shell_params(shell), grain_params, config.n_particles, config.grid_size, config.seed, provenance,
                            device=str(device.torch_device()))
@@ -313,7 +356,7 @@ def synthetic_particles(context: dg.AssetExecutionContext, config: SyntheticPart
     )
 
 
-@dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v2", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, deps=[synthetic_particles], kinds={"dataset", "parquet"}, code_version="published-dataset-v3", owners=["team:synthesis"])
 def published_dataset(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
     """Versioned release folder ``published/nmc-virtual-particles-v<version>/`` (docs/design.md §3.4): dataset card README
     with a runnable loading example, params.json (calibrated parameters + checkpoint hash), particles.parquet,

@@ -190,7 +190,8 @@ field, angular power spectrum and size law fitted from segmented X-ray nano-CT p
 radial generalized balanced power diagram of primary grains (hard-core seeds, cells stretched along the
 radius, log-normal elongation, alignment spread, weights). The grain parameters were calibrated from 2D
 grain-label cross-sections by a stereological WGAN-GP (planar sections of generated particles vs observed
-sections), following Fuchs, Furat et al. (2024).
+sections), following Fuchs, Furat et al. (2024), then refined by matching section moments, which also gives
+their intervals (below).
 
 - particles: {n_particles}, each a `{grid}^3` uint16 label volume (0 = outside, k = grain k), voxel size
   {voxel:.4f} um, axes (z, y, x)
@@ -209,6 +210,8 @@ sections), following Fuchs, Furat et al. (2024).
 ## Model parameters
 
 Grain model (calibrated): {grain_params}
+
+{uncertainty}
 
 Shell model: {shell_params}
 
@@ -247,6 +250,20 @@ Please cite the model and method:
 - nmc_assets: Dagster asset platform for X-ray nano-tomography of NMC cathodes (this dataset's generator),
   release v{version}.
 """
+
+
+def uncertainty_text(params: dict) -> str:
+    """The card's calibration-uncertainty paragraph: method, 90 % intervals and what the sections cannot separate."""
+    iv = params.get("grain_params_intervals_90")
+    if not iv:
+        return f"Calibration: {params.get('calibration_method', 'stereological GAN')}; no intervals were computed."
+    lines = [f"Calibration: {params.get('calibration_method')}. 90 % intervals (simulated moments of the observed sections):", ""]
+    lines += [f"- `{k}`: {lo:.4g} - {hi:.4g}" for k, (lo, hi) in sorted(iv.items())]
+    ident = params.get("grain_params_identified") or {}
+    if ident and not ident.get("separable", True):
+        lines += ["", f"The sections do not separate the alignment spread from the elongation log-sd (correlation "
+                  f"{ident['correlation_alignment_log_sd']:.2f}); what they determine is {ident['combination']}."]
+    return "\n".join(lines)
 
 
 def readme_python_example(readme: str) -> str:
@@ -300,6 +317,7 @@ def publish(particles_dir: str | Path, published_root: str | Path, extra_params:
             version=version, n_particles=params["n_particles"], grid=params["grid_size"], voxel=params["voxel_size_um"],
             seed=params["seed"], particle_cols=", ".join(PARTICLE_COLUMNS) + ", file",
             grain_params=fmt(params["grain_params"]), shell_params=fmt(params["shell_params"]), license=LICENSE,
+            uncertainty=uncertainty_text(params),
         )
         (tmp / "README.md").write_text(readme)
         write_sha256sums(tmp)

@@ -45,7 +45,9 @@ from nmc_assets.synthesis.parameter_space import (
     from_unconstrained,
     to_unconstrained,
     torch_params,
+    unconstrained_bounds,
 )
+from nmc_assets.synthesis.convergence import stop_if_diverged
 from nmc_assets.synthesis.section_geometry import SectionGeometry
 from nmc_assets.synthesis.sections import Section, critic_images
 from nmc_assets.synthesis.soft_descriptors import StatisticsTarget, soft_section_descriptors
@@ -87,6 +89,8 @@ class GanConfig:
     weight_spread: float = setting(0.1, "grain weight sd in spacing^2 (not calibrated)")
     hard_core_fraction: float = setting(0.5, "hard-core distance of the grain seeds / spacing (not calibrated)")
     learn_elongation_log_sd: bool = setting(False, "also learn the elongation log-sd (it follows the critic)")
+    interval_sections: int = setting(256, "model sections per evaluation of the moment refinement and 90 % intervals that follow the "
+                                     "GAN (synthesis.intervals; it estimates the log-sd too); 0 = GAN estimate only, no intervals")
     # runtime
     seed: int = setting(0, "seed of all draws")
     torch_threads: int = setting(1, "torch CPU threads while training (0: torch's default)")
@@ -219,6 +223,7 @@ class StereologicalGan:
         self.real = torch.as_tensor(critic_images(sections, config.canvas_px), device=self.device)
         torch.manual_seed(config.seed)
         self.z = torch.nn.Parameter(torch.tensor(to_unconstrained(self.base, self.names), dtype=torch.float32, device=self.device))
+        self.z_bounds = tuple(torch.tensor(b, dtype=torch.float32, device=self.device) for b in unconstrained_bounds(self.names))
         self.field = radial_field(config.canvas_px, device=self.device) if config.radial_channels else None
         self.critic = make_critic(config.critic_channels, 4 if config.radial_channels else 2).to(self.device)
         self.opt_params = torch.optim.Adam([self.z], lr=config.lr_params, betas=(0.5, 0.9))
@@ -232,6 +237,12 @@ class StereologicalGan:
     # ---------------------------------------------------------------------------------------------
     def current_params(self) -> GrainParams:
         return from_unconstrained(self.z.detach().cpu().numpy(), self.base, self.names)
+
+    def bounds_hit(self) -> list[str]:
+        """Learned parameters now at a physical bound."""
+        z = self.z.detach()
+        at = (z <= self.z_bounds[0] + 1e-4) | (z >= self.z_bounds[1] - 1e-4)
+        return [n for n, a in zip(self.names, at.tolist()) if a]
 
     def calibrated_params(self) -> GrainParams:
         """Average of the unconstrained parameters over the last ``average_last_fraction`` of the history."""
@@ -299,6 +310,8 @@ class StereologicalGan:
             loss_stats = self._statistics_loss(desc) if desc is not None else None
             self.z.grad = self._combined_gradient(loss_g, loss_stats)
             self.opt_params.step()
+            with torch.no_grad():  # physical bounds (parameter_space.PHYSICAL_BOUNDS)
+                self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_bounds[1]), self.z_bounds[0]))
             self.step += 1
             p = self.current_params()
             rec = {
@@ -316,6 +329,8 @@ class StereologicalGan:
                 "weight_spread": p.weight_spread,
             }
             self.history.append(rec)
+            if self.step % max(1, c.steps // 20) == 0:
+                stop_if_diverged(self.history, self.base.mean_elongation, c.steps, self.bounds_hit())
             if log and (self.step % max(1, c.steps // 20) == 0 or self.step == c.steps):
                 log(
                     f"grain_model step {self.step}/{c.steps} W~{rec['wasserstein_estimate']:.3f} gp={rec['gradient_penalty']:.3f} "

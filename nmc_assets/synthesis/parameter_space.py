@@ -21,6 +21,11 @@ DEFAULT_LEARNED = ("density_per_um3", "elongation_log_mean", "alignment_spread_d
 LEARNABLE = TENSOR_PARAMETERS
 #: Upper bound (deg) of the alignment spread in the unconstrained coordinates.
 MAX_ALIGNMENT_SPREAD_DEG = 80.0
+#: Physical bounds (natural units) of the calibrated parameters: grain density (1/um^3: a grain of 1000 um^3
+#: to one of 0.1 nm^3), ln elongation mean (-1 to 2.7: a mean elongation up to ~15), its sd, alignment
+#: spread (deg), weight spread. Calibrations stay inside them; a run that reaches one is reported.
+PHYSICAL_BOUNDS = {"density_per_um3": (1e-3, 1e4), "elongation_log_mean": (-1.0, 2.7), "elongation_log_sd": (0.02, 1.2),
+                   "alignment_spread_deg": (0.5, MAX_ALIGNMENT_SPREAD_DEG), "weight_spread": (1e-3, 1.0)}
 
 
 def generic_start() -> GrainParams:
@@ -52,6 +57,13 @@ def from_unconstrained(z, base: GrainParams, names=DEFAULT_LEARNED) -> GrainPara
         else:
             vals[n] = float(math.exp(v))
     return replace(base, **vals)
+
+
+def unconstrained_bounds(names=DEFAULT_LEARNED) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper :data:`PHYSICAL_BOUNDS` of ``names`` in the coordinates of :func:`to_unconstrained`."""
+    lo = GrainParams(**{k: PHYSICAL_BOUNDS[k][0] for k in LEARNABLE})
+    hi = GrainParams(**{k: PHYSICAL_BOUNDS[k][1] for k in LEARNABLE})
+    return to_unconstrained(lo, names), to_unconstrained(hi, names)
 
 
 def torch_params(z, base: GrainParams, names=DEFAULT_LEARNED) -> dict:

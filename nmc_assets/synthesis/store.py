@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from nmc_assets.paths import LABELS_SUFFIXES
 from nmc_assets.storage import atomic_write_json, sha256_file
+from nmc_assets.synthesis.intervals import INTERVAL_PARAMETERS
 
 MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference_params.json"
@@ -105,12 +107,22 @@ def grain_model_version(sections_sha: str, gan_config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def save_grain_model(folder: Path, gan, version: str, **extra) -> dict:
-    """Write ``checkpoint.pt`` and ``params.json`` (calibrated parameters, checkpoint hash, ``extra``)."""
+def save_grain_model(folder: Path, gan, version: str, intervals: dict | None = None, **extra) -> dict:
+    """Write ``checkpoint.pt`` and ``params.json``: ``grain_params`` (the moment refinement's estimate when
+    ``intervals`` (:func:`.intervals.moment_intervals`) are given, else the GAN's), ``gan_params``, the
+    intervals, convergence diagnostics (:mod:`.convergence`), checkpoint hash and ``extra``."""
+    from nmc_assets.synthesis.convergence import diagnostics
+
     ckpt = gan.save(folder / "checkpoint.pt")
+    gan_params = gan.calibrated_params()
+    final = replace(gan_params, **{k: v for k, v in intervals["estimate"].items() if k in INTERVAL_PARAMETERS}) if intervals else gan_params
     params = {
         "version": version,
-        "grain_params": gan.calibrated_params().to_dict(),
+        "grain_params": final.to_dict(),
+        "gan_params": gan_params.to_dict(),
+        "method": "stereological GAN, then method-of-simulated-moments refinement with 90 % intervals" if intervals else "stereological GAN",
+        "intervals": intervals,
+        "convergence": diagnostics(gan.history, gan.base.mean_elongation, gan.bounds_hit()),
         "learned": list(gan.names),
         "steps": gan.step,
         "initial_params": gan.config.initial_params().to_dict(),

@@ -167,3 +167,17 @@ def test_parameters_follow_the_critic_or_the_statistics_term_as_configured(obser
         OnlyDensityFollowsTheCritic(observed_sections, _tiny(1))
     with pytest.raises(ValueError, match="unknown parameters"):
         UnknownParameter(observed_sections, _tiny(1))
+
+
+def test_a_run_to_a_physical_bound_stops_with_a_message(observed_sections):
+    from nmc_assets.synthesis.convergence import CalibrationDiverged
+    from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
+    from nmc_assets.synthesis.parameter_space import PHYSICAL_BOUNDS
+
+    gan = StereologicalGan(observed_sections[:4], GanConfig(steps=4, batch_size=2, critic_warmup=0, canvas_px=32, lr_params=40.0))
+    with pytest.raises(CalibrationDiverged, match="reached its physical bound|ran away") as err:
+        gan.train()
+    assert err.value.diagnostics["problems"]
+    p = gan.current_params().to_dict()
+    for k in ("density_per_um3", "alignment_spread_deg"):
+        assert PHYSICAL_BOUNDS[k][0] * (1 - 1e-5) <= p[k] <= PHYSICAL_BOUNDS[k][1] * (1 + 1e-5)  # float32
