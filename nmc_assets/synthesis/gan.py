@@ -84,7 +84,7 @@ class GanConfig:
     initial_mean_elongation: float = setting(3.45, "initial mean grain elongation (> 1)")
     initial_elongation_log_sd: float = setting(0.35, "elongation log-sd: a prior, kept fixed unless learn_elongation_log_sd. "
                                                "Sections confound it with the alignment spread, so the calibrated alignment is "
-                                               "conditional on it (calibration_quality reports the alignment for this +-0.1)")
+                                               "conditional on it; the moment refinement that follows (interval_sections) estimates it")
     initial_alignment_spread_deg: float = setting(22.5, "initial alignment spread of the grains' long axes to the radial direction (deg)")
     weight_spread: float = setting(0.1, "grain weight sd in spacing^2 (not calibrated)")
     hard_core_fraction: float = setting(0.5, "hard-core distance of the grain seeds / spacing (not calibrated)")
