@@ -28,10 +28,14 @@ FIT = [(3001, 10), (3002, 50), (3003, 100), (3004, 200)]
 #: (seed, cycles) of the evaluation scans: bench_segmentation's test scans and two more; 200 cycles is
 #: the harder one (more and wider cracks: more split particles).
 EVAL = [(2001, 25), (2002, 100), (2003, 50), (2004, 200)]
+#: Harder evaluation scans (this benchmark's own, not the beamline's presets): 3x the noise, a wider
+#: point-spread function and binder closer to the particles' grey value.
+EVAL_HARD = [(2005, 100), (2006, 200)]
+HARD_RENDER = {"noise_sd": 0.135, "psf_sigma_um": 0.2, "phase_cbd": 0.5}
 
 
 def scan_id(seed: int, cycles: int) -> str:
-    return f"conf_s{seed}_c{cycles}"
+    return f"conf_s{seed}_c{cycles}" + ("_hard" if (seed, cycles) in EVAL_HARD else "")
 
 
 def prepare(scratch: Path, seed: int, cycles: int, report=print) -> str:
@@ -45,7 +49,11 @@ def prepare(scratch: Path, seed: int, cycles: int, report=print) -> str:
     sid = scan_id(seed, cycles)
     t0 = time.perf_counter()
     if not (scratch / f"{sid}.labels.tif").exists():
-        write_scan(simulate_scan(ScanConfig(shape=SHAPE, voxel_size_um=VOXEL_UM, cycles=cycles, seed=seed)), scratch, sid)
+        from nmc_assets.beamline.render import RenderParams
+
+        render = RenderParams(**HARD_RENDER) if (seed, cycles) in EVAL_HARD else RenderParams()
+        config = ScanConfig(shape=SHAPE, voxel_size_um=VOXEL_UM, cycles=cycles, seed=seed, render=render)
+        write_scan(simulate_scan(config), scratch, sid)
     vp, fl = scratch / f"{sid}.views.zarr", scratch / f"{sid}.fused.zarr"
     if not fl.exists():
         img = tifffile.imread(scratch / f"{sid}.tif").astype(np.float32)
@@ -63,7 +71,7 @@ def main() -> None:
     a = ap.parse_args()
     scratch = Path(a.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
-    for seed, cycles in FIT + EVAL:
+    for seed, cycles in FIT + EVAL + EVAL_HARD:
         prepare(scratch, seed, cycles)
 
 

@@ -54,18 +54,24 @@ def test_clean_ball_scores_high(tmp_path):
 
 
 def test_fragment_of_a_split_particle_scores_low(tmp_path):
-    """Half the ball labelled (a crack split): the cut is no probability drop, the fragment is smaller
-    than the particle the network sees, and a half ball is not round."""
+    """A piece of the ball labelled (a crack split): the cut is no probability drop, the fragment is
+    smaller than the particle the network sees, and it is not round. A half scores below the whole
+    ball; a cap (a third of the ball) is flagged (< 0.5)."""
     truth = ball_labels((40, 40, 40), [(20, 20, 20)], [10])
-    half = np.where(np.arange(40)[None, None, :] < 20, truth, 0).astype(np.uint32)
+    x = np.arange(40)[None, None, :]
     lp, vp, _ = _ball_scene(tmp_path, name="whole")
-    lp2, vp2, _ = _ball_scene(tmp_path, labels=half, name="half")
-    whole, frag = view_scores(lp, vp, VOXEL).loc[1], view_scores(lp2, vp2, VOXEL).loc[1]
-    assert frag["conf_boundary_margin"] < 0.75 * whole["conf_boundary_margin"]
-    assert frag["conf_size_agreement"] < 0.87 < 0.9 < whole["conf_size_agreement"]  # (1/2)^(1/3) r vs ~0.9 r
+    whole = view_scores(lp, vp, VOXEL).loc[1]
     c_whole = confidence_columns(_table(truth, 0.97), view_scores(lp, vp, VOXEL))["segmentation_confidence"][0]
-    c_frag = confidence_columns(_table(half, 0.59), view_scores(lp2, vp2, VOXEL))["segmentation_confidence"][0]
-    assert c_frag < 0.5 < c_whole
+    conf = {}
+    for name, cut, sphericity in (("half", 20, 0.59), ("cap", 15, 0.5)):
+        piece = np.where(x < cut, truth, 0).astype(np.uint32)
+        lp2, vp2, _ = _ball_scene(tmp_path, labels=piece, name=name)
+        frag = view_scores(lp2, vp2, VOXEL).loc[1]
+        assert frag["conf_boundary_margin"] < 0.7 * whole["conf_boundary_margin"]
+        assert frag["conf_size_agreement"] < 0.87 < 0.9 < whole["conf_size_agreement"]
+        conf[name] = confidence_columns(_table(piece, sphericity), view_scores(lp2, vp2, VOXEL))["segmentation_confidence"][0]
+    assert conf["cap"] < 0.5 < conf["half"] < c_whole
+    assert c_whole > 0.99
 
 
 def test_blob_in_noise_and_disagreeing_views_score_low(tmp_path):
