@@ -115,7 +115,7 @@ def particle_features(
     as the paper's ``getAllFeatures.m`` does (docs/features.md), reading the labels whole; the set is
     recorded in the Parquet schema metadata and the materialization. The ``conf_*`` and
     ``segmentation_confidence`` columns come from the scan's view maps
-    (:mod:`nmc_assets.segmentation.confidence`, slab by slab on the same blocks resource); without view
+    (:mod:`nmc_assets.segmentation.confidence`, block by block on the same blocks resource); without view
     maps they are null (metadata ``confidence`` says why), or the run fails with ``require_confidence``.
     """
     import pyarrow.parquet as pq
@@ -242,7 +242,7 @@ def _add_confidence(context, df, layout, scan_id: str, config: ParticleFeaturesC
     try:
         if isinstance(labels, str):
             with blocks.runner() as runner:
-                scores = view_scores(labels, views, voxel, runner=runner)
+                scores = view_scores(labels, views, voxel, runner=runner, memory_budget=blocks.budget_bytes())
         else:
             scores = view_scores(labels, views, voxel)
         df[CONFIDENCE_COLUMNS] = confidence_columns(df, scores)

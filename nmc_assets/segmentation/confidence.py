@@ -30,8 +30,8 @@ with the truth) on simulator scans that are never the evaluation scans (provenan
 :data:`WEIGHTS_PROVENANCE`); it reads as the probability that the particle is segmented right.
 
 Every per-voxel quantity is rounded to a multiple of 1/:data:`QUANT` before summing, so the float64
-sums are exact integers and the scores are identical whatever the slab size or the block order
-(:func:`view_scores` reads z slabs with a ``shell``-voxel halo; maxima are exact anyway).
+sums are exact integers and the scores are identical whatever the block shape or the block order
+(:func:`view_scores` reads blocks with a ``shell``-voxel halo; maxima are exact anyway).
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ VIEWS = ("xy", "xz", "yz")
 QUANT = 4096
 #: Sub-score columns (feature table order; names and descriptions owned by :mod:`nmc_assets.features.columns`).
 SUB_SCORES = tuple(CONFIDENCE_COLUMNS[:-1])
+#: Voxels per block of :func:`view_scores` by default, and the peak bytes per voxel read (labels, maps, temporaries).
+BLOCK_VOXELS = 2**22
+BYTES_PER_VOXEL = 96
 #: Label values up to this index the per-block sums directly; larger ones are sorted first (np.unique).
 DENSE_LABELS = 2**22
 #: Per-label sums of one block (the merge adds them; ``dist_max`` is merged by maximum).
@@ -86,15 +89,19 @@ class ConfidenceSettings:
 # ----------------------------------------------------------------------------------------------------
 # per-block sums
 # ----------------------------------------------------------------------------------------------------
-def block_sums(labels: np.ndarray, probs: Sequence[np.ndarray], dist: np.ndarray, core: slice, shell: int) -> dict[str, np.ndarray]:
-    """Per-label sums over one z slab: ``labels`` (z, y, x) read with a halo, ``probs`` the three views'
+def block_sums(labels: np.ndarray, probs: Sequence[np.ndarray], dist: np.ndarray, core, shell: int) -> dict[str, np.ndarray]:
+    """Per-label sums over one block: ``labels`` (z, y, x) read with a halo, ``probs`` the three views'
     probabilities and ``dist`` the fused mean ray distance (binned px) on the same grid, ``core`` the
-    slab's own z range inside them, ``shell`` the pair distance in voxels.
+    block's own region inside them (three slices, or one z slice for a slab of whole planes), ``shell``
+    the pair distance in voxels (the halo the block was read with, where the volume goes on).
 
     Returns ``{"ids", "n", "p", "spread", "pair_in", "pair_out", "pairs", "dist_max"}`` (one entry per
-    label present in the core; sums in units of 1 / QUANT, exact integers as float64).
+    label present in the core; sums in units of 1 / QUANT, exact integers as float64). A pair belongs to
+    the block that holds its inside voxel, so every pair of the volume is counted once.
     """
     lab = np.asarray(labels)
+    core = (core, slice(None), slice(None)) if isinstance(core, slice) else tuple(core)
+    core = tuple(slice(*c.indices(n)[:2]) for c, n in zip(core, lab.shape))
     q = [np.rint(np.asarray(p, np.float32) * QUANT).astype(np.int32) for p in probs]
     fused = q[0] + q[1] + q[2]  # 3 x the mean view probability, in 1/QUANT
     spread = np.maximum(np.maximum(q[0], q[1]), q[2]) - np.minimum(np.minimum(q[0], q[1]), q[2])
@@ -120,21 +127,14 @@ def block_sums(labels: np.ndarray, probs: Sequence[np.ndarray], dist: np.ndarray
     np.maximum.at(dmax, inv, c_dist.ravel())
     out["dist_max"] = dmax.astype(np.float64)
     p_in, p_out, pairs = np.zeros(k), np.zeros(k), np.zeros(k)
-    z0, z1 = core.start, core.stop
     for axis in range(3):
-        n_ax = lab.shape[axis]
-        if shell >= n_ax:
-            continue
+        n_ax, c = lab.shape[axis], core[axis]
         for sign in (1, -1):
-            # v runs over the core (z) / everything (y, x); w = v + sign * shell along axis
-            v_sl = [core, slice(None), slice(None)]
-            w_sl = [core, slice(None), slice(None)]
-            if axis == 0:
-                lo, hi = (z0, min(z1, n_ax - shell)) if sign > 0 else (max(z0, shell), z1)
-            else:
-                lo, hi = (0, n_ax - shell) if sign > 0 else (shell, n_ax)
+            # v runs over the core; w = v + sign * shell along axis, inside the array read
+            lo, hi = (c.start, min(c.stop, n_ax - shell)) if sign > 0 else (max(c.start, shell), c.stop)
             if hi <= lo:
                 continue
+            v_sl, w_sl = list(core), list(core)
             v_sl[axis] = slice(lo, hi)
             w_sl[axis] = slice(lo + sign * shell, hi + sign * shell)
             lv, lw = lab[tuple(v_sl)], lab[tuple(w_sl)]
@@ -172,7 +172,7 @@ def merge_sums(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# reading labels and view maps slab by slab
+# reading labels and view maps block by block
 # ----------------------------------------------------------------------------------------------------
 def open_view_maps(views_path: str | os.PathLike, full_shape: Sequence[int]) -> tuple[dict, dict]:
     """``({"prob_xy": array, ...}, attrs)`` of the stored view maps, checked against the labels' shape.
@@ -197,67 +197,80 @@ def open_view_maps(views_path: str | os.PathLike, full_shape: Sequence[int]) -> 
     return {n: image_level(root[n], 0, f"{views_path}/{n}") for n in names}, attrs
 
 
-def _upsampled(binned, z_lo: int, z_hi: int, factor: int, shape_yx: Sequence[int]) -> np.ndarray:
-    """Full-resolution z range [z_lo, z_hi) of a binned (z, y, x) map, nearest (index // factor)."""
-    b = np.asarray(binned[z_lo // factor : (z_hi - 1) // factor + 1], np.float32)
+def _upsampled(binned, region: Sequence[slice], factor: int) -> np.ndarray:
+    """The full-resolution ``region`` (three slices, within the tomogram) of a binned (z, y, x) map,
+    nearest: full-resolution index i takes binned index i // factor."""
+    b = np.asarray(binned[tuple(slice(r.start // factor, (r.stop - 1) // factor + 1) for r in region)], np.float32)
     if factor > 1:
         for ax in range(3):
             b = np.repeat(b, factor, axis=ax)
-    off = z_lo - (z_lo // factor) * factor
-    return b[off : off + z_hi - z_lo, : shape_yx[0], : shape_yx[1]]
+    off = [r.start - (r.start // factor) * factor for r in region]
+    return b[tuple(slice(o, o + r.stop - r.start) for o, r in zip(off, region))]
 
 
-def slab_sums(z_range: tuple[int, int], *, labels_path, views_path, shell: int) -> dict[str, np.ndarray]:
-    """:func:`block_sums` of the full-resolution z slab ``z_range`` (read with a ``shell`` halo) of the
-    labels and view maps stored at the given paths (a Dask-friendly task: paths in, sums out)."""
+def block_task(block, *, labels_path, views_path, shell: int) -> dict[str, np.ndarray]:
+    """:func:`block_sums` of one :class:`~nmc_assets.blockwise.Block` (read at ``block.outer``, a
+    ``shell``-voxel halo) of the labels and view maps stored at the given paths (a Dask task: paths in,
+    sums out; ``labels_path`` may also be an in-memory array)."""
     from nmc_assets.storage import open_zarr
 
     lab = open_zarr(labels_path) if isinstance(labels_path, (str, os.PathLike)) else labels_path
-    shape = tuple(lab.shape)
-    maps, attrs = open_view_maps(views_path, shape)
+    maps, attrs = open_view_maps(views_path, tuple(lab.shape))
     f = int(attrs["bin_factor"])
-    z0, z1 = z_range
-    lo, hi = max(0, z0 - shell), min(shape[0], z1 + shell)
-    labels = np.asarray(lab[lo:hi])
-    probs = [_upsampled(maps[f"prob_{v}"], lo, hi, f, shape[1:]) for v in VIEWS]
-    dist = sum(_upsampled(maps[f"dist_{v}"], lo, hi, f, shape[1:]) for v in VIEWS) / 3.0
-    return block_sums(labels, probs, dist, slice(z0 - lo, z1 - lo), shell)
+    labels = np.asarray(lab[block.outer])
+    probs = [_upsampled(maps[f"prob_{v}"], block.outer, f) for v in VIEWS]
+    dist = sum(_upsampled(maps[f"dist_{v}"], block.outer, f) for v in VIEWS) / 3.0
+    return block_sums(labels, probs, dist, block.core_in_outer, shell)
 
 
 def view_scores(labels, views_path: str | os.PathLike, voxel_size_um: float, *,
-                settings: ConfidenceSettings | None = None, slab: int = 32, runner=None, progress=None) -> pd.DataFrame:
+                settings: ConfidenceSettings | None = None, block_shape: Sequence[int] | None = None,
+                runner=None, progress=None, memory_budget: int | None = None) -> pd.DataFrame:
     """Per-label view sub-scores of full-resolution (z, y, x) labels (a Zarr path, or an array) against
     the view maps stored at ``views_path``; ``voxel_size_um``: the labels' voxel edge (um).
 
-    ``slab``: z planes per task (the result does not depend on it); ``runner``: a
-    :class:`~nmc_assets.blockwise.BlockRunner` to run the slabs on (None, or labels given as an array:
-    one after the other here). Raises :class:`MissingViewMaps` / ``ValueError`` as :func:`open_view_maps`.
-    Returns a frame indexed by ``particle_id`` with ``conf_view_agreement``, ``conf_boundary_margin``,
-    ``conf_size_agreement`` (see the module doc) and ``n_voxels``.
+    ``block_shape``: voxels per task (default: about :data:`BLOCK_VOXELS`, aligned to the label chunks;
+    the result does not depend on it); ``runner``: a :class:`~nmc_assets.blockwise.BlockRunner` to run
+    the blocks on (None, or labels given as an array: one after the other here), at most as many at once
+    as ``memory_budget`` (bytes) allows. Raises :class:`MissingViewMaps` / ``ValueError`` as
+    :func:`open_view_maps`. Returns a frame indexed by ``particle_id`` with ``conf_view_agreement``,
+    ``conf_boundary_margin``, ``conf_size_agreement``, ``mean_probability`` and ``n_voxels``.
     """
+    from nmc_assets.blockwise import block_grid, workers_within_budget
     from nmc_assets.storage import open_zarr, resolve_version
 
     settings = settings or ConfidenceSettings()
     if isinstance(labels, (str, os.PathLike)):
         labels_at = str(resolve_version(labels))
-        shape = tuple(open_zarr(labels_at).shape)
+        lz = open_zarr(labels_at)
+        shape, chunks = tuple(lz.shape), tuple(lz.chunks)
     else:
-        labels_at, shape, runner = labels, tuple(labels.shape), None
+        labels_at, shape, chunks, runner = labels, tuple(labels.shape), (), None
     if len(shape) != 3:
         raise ValueError(f"labels must be a 3D (z, y, x) volume, got shape {shape}")
     _, attrs = open_view_maps(views_path, shape)  # fail early, with the reason
     views_at = str(resolve_version(views_path))
     shell = max(1, int(round(settings.shell_um / float(voxel_size_um))))
-    ranges = [(z, min(shape[0], z + int(slab))) for z in range(0, shape[0], int(slab))]
+    if block_shape is None:
+        from nmc_assets.features.blockwise import io_block_shape
+
+        block_shape = io_block_shape(shape, *([chunks] if chunks else []), target_voxels=BLOCK_VOXELS)
+    blocks = block_grid(shape, block_shape, halo=shell)
     kwargs = {"labels_path": labels_at, "views_path": views_at, "shell": shell}
+    if progress is not None:
+        progress.total = len(blocks)
     if runner is None:
         parts = []
-        for r in ranges:
-            parts.append(slab_sums(r, **kwargs))
+        for block in blocks:
+            parts.append(block_task(block, **kwargs))
             if progress is not None:
                 progress.advance()
     else:
-        parts = runner.map(slab_sums, ranges, progress=progress, **kwargs)
+        outer = max(math.prod(s.stop - s.start for s in b.outer) for b in blocks)
+        in_flight = None if memory_budget is None else workers_within_budget(
+            scan=str(attrs.get("scan_id", labels)), step="particle_features (segmentation confidence)",
+            budget=int(memory_budget), fixed=0, per_worker=outer * BYTES_PER_VOXEL, workers=runner.workers)
+        parts = runner.map(block_task, blocks, progress=progress, max_in_flight=in_flight, **kwargs)
     return scores_from_sums(merge_sums(parts), float(voxel_size_um), float(attrs["pixel_um"]))
 
 

@@ -1,4 +1,4 @@
-"""Label-free segmentation confidence: scores on constructed volumes, slab independence, bad inputs."""
+"""Label-free segmentation confidence: scores on constructed volumes, block-shape independence, bad inputs."""
 
 from __future__ import annotations
 
@@ -98,13 +98,14 @@ def _packed_scene(tmp_path):
     return lp, vp, labels, probs, dist
 
 
-def test_slab_size_does_not_change_the_scores(tmp_path):
+def test_block_shape_does_not_change_the_scores(tmp_path):
     lp, vp, labels, _, _ = _packed_scene(tmp_path)
-    whole = view_scores(lp, vp, VOXEL, slab=labels.shape[0])
+    whole = view_scores(lp, vp, VOXEL, block_shape=labels.shape)
     assert whole.index.tolist() == np.unique(labels[labels > 0]).tolist()
-    for slab in (1, 3, 7):
-        pd.testing.assert_frame_equal(view_scores(lp, vp, VOXEL, slab=slab), whole, check_exact=True)
-    pd.testing.assert_frame_equal(view_scores(np.asarray(labels), vp, VOXEL, slab=5), whole, check_exact=True)
+    for block in ((1, 44, 52), (3, 10, 7), (7, 20, 52), (30, 3, 5)):
+        pd.testing.assert_frame_equal(view_scores(lp, vp, VOXEL, block_shape=block), whole, check_exact=True)
+    pd.testing.assert_frame_equal(view_scores(np.asarray(labels), vp, VOXEL, block_shape=(5, 9, 11)), whole, check_exact=True)
+    pd.testing.assert_frame_equal(view_scores(lp, vp, VOXEL), whole, check_exact=True)  # the default blocks
 
 
 def test_sums_equal_a_direct_computation(tmp_path):
@@ -114,7 +115,7 @@ def test_sums_equal_a_direct_computation(tmp_path):
     q = [np.rint(u * 4096).astype(np.float64) for u in up]
     fused = sum(q) / (3 * 4096)
     spread = (np.max(q, 0) - np.min(q, 0)) / 4096
-    got = view_scores(lp, vp, VOXEL, slab=4)
+    got = view_scores(lp, vp, VOXEL, block_shape=(4, 16, 16))
     shell = 2  # 0.4 um / 0.2 um
     for i in got.index[:4]:
         m = labels == i
