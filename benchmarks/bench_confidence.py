@@ -52,7 +52,7 @@ def particle_table(scratch: Path, sid: str) -> tuple[pd.DataFrame, dict]:
     if len(pairs):
         b = pd.DataFrame(pairs, columns=["t", "p", "iou"]).groupby("p")["iou"].max()
         best.loc[b.index.astype(np.int64)] = b.to_numpy()
-    df = pd.concat([feats[["particle_id", "volume_um3", "sphericity", "touches_border"]], conf], axis=1)
+    df = pd.concat([feats[["particle_id", "x_um", "y_um", "z_um", "volume_um3", "sphericity", "touches_border"]], conf], axis=1)
     df["mean_probability"] = scores.loc[df["particle_id"], "mean_probability"].to_numpy()
     df["best_iou"] = best.loc[df["particle_id"]].to_numpy()
     df["wrong"] = df["best_iou"] < 0.5
@@ -69,7 +69,9 @@ def auc_rows(df: pd.DataFrame) -> dict[str, float]:
     if y.all() or not y.any():
         return {}
     cols = ["segmentation_confidence", *[c for c in CONFIDENCE_COLUMNS if c != "segmentation_confidence"], "mean_probability"]
-    return {c: float(roc_auc_score(y, 1.0 - df[c].to_numpy())) for c in cols}
+    out = {c: float(roc_auc_score(y, 1.0 - df[c].to_numpy())) for c in cols}
+    out["volume (small first)"] = float(roc_auc_score(y, -df["volume_um3"].to_numpy()))
+    return out
 
 
 def bootstrap_ci(df: pd.DataFrame, column: str = "segmentation_confidence", n: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -93,6 +95,19 @@ def fit_weights(df: pd.DataFrame) -> np.ndarray:
 
     lr = LogisticRegression(C=1.0, max_iter=1000).fit(design_matrix(df), ~df["wrong"].to_numpy())
     return np.concatenate([lr.intercept_, lr.coef_[0]])
+
+
+def _gallery(scratch: Path, sid: str, table: pd.DataFrame) -> None:
+    """The check's gallery of the scan's 8 least confident particles, to look at (not committed)."""
+    import tifffile
+
+    from nmc_assets.segmentation.confidence_check import gallery_caption, gallery_png, least_confident
+    from nmc_assets.storage import open_zarr
+
+    rows = least_confident(table, 8)
+    png = gallery_png(tifffile.imread(scratch / f"{sid}.tif"), open_zarr(scratch / f"{sid}.fused.zarr"), rows, VOXEL_UM)
+    (scratch / f"{sid}.gallery.png").write_bytes(png)
+    print(gallery_caption(rows))
 
 
 def main() -> None:
@@ -133,17 +148,24 @@ def main() -> None:
     lines.append(row("**EVAL hard (3x noise, wider PSF)**", hard))
     both = pd.concat([ev, hard])
     lines.append(row("**all evaluation scans**", both))
+    lines.append(row("all, particles touching the volume boundary", both[both["touches_border"]]))
+    lines.append(row("all, interior particles", both[~both["touches_border"]]))
     lo, hi = bootstrap_ci(both)
     lines += ["", f"segmentation_confidence, all evaluation scans: 95 % bootstrap interval of the AUC {lo:.3f}-{hi:.3f} "
               f"(particles resampled; only {int(both['wrong'].sum())} wrong particles).",
               f"Wrong particles touching the volume boundary: {int((both['wrong'] & both['touches_border']).sum())} "
               f"of {int(both['wrong'].sum())}; best IoU of the wrong ones: median {both.loc[both['wrong'], 'best_iou'].median():.2f}.",
-              "", "Baseline `mean_probability`: the mean fused view probability inside the particle (no confidence today).", "",
+              "", "Baselines (today's pipeline has no confidence): `mean_probability`, the mean fused view probability "
+              "inside the particle; `volume (small first)`, the particle's volume.", "",
+              "| scan | share below 0.5 | share below 0.8 | share wrong |", "| --- | --- | --- | --- |",
+              *[f"| {sid} | {(t['segmentation_confidence'] < 0.5).mean():.3f} | {(t['segmentation_confidence'] < 0.8).mean():.3f} "
+                f"| {t['wrong'].mean():.3f} |" for sid, t in tables.items()], "",
               "| scan | voxels | features s | confidence s | ratio |", "| --- | --- | --- | --- | --- |"]
     for sid, t in timing.items():
         lines.append(f"| {sid} | {t['voxels']} | {t['features_s']:.1f} | {t['confidence_s']:.1f} | "
                      f"{t['confidence_s'] / t['features_s']:.2f} |")
     Path(a.out).write_text("\n".join(lines) + "\n")
+    _gallery(scratch, scan_id(*EVAL_HARD[0]), tables[scan_id(*EVAL_HARD[0])])
     print("\n".join(lines))
 
 
