@@ -66,3 +66,15 @@ def test_require_confidence_fails_without_view_maps(data_root):  # noqa: F811
     assert not res.success
     error = str(res.get_step_failure_events()[0].event_specific_data.error)
     assert "require_confidence" in error and "materialize view_probabilities" in error
+
+
+def test_truth_labels_get_confidence_from_the_view_maps(data_root):  # noqa: F811
+    """label_source truth (labels read whole from the TIFF): the same columns, one row per true particle;
+    the particle the view maps do not show (missed by the segmentation) scores lowest."""
+    _with_view_maps(data_root)
+    res = _run(data_root, [particle_features],
+               run_config={"ops": {"particle_features": {"config": {"label_source": "truth"}}}})
+    assert res.success
+    df = pq.read_table(data_root.particle_features("s1")).to_pandas().set_index("particle_id")
+    assert list(df.index) == [1, 2, 3] and df[CONFIDENCE_COLUMNS].notna().all().all()
+    assert df["segmentation_confidence"].idxmin() == 3 and df.loc[3, "segmentation_confidence"] < 0.5
