@@ -27,7 +27,10 @@ over its boundary give the sub-scores, each in [0, 1] (1 = trustworthy):
 ``segmentation_confidence`` = sigmoid(b + sum_i w_i logit(s_i)) over the four sub-scores (clipped to
 [0.01, 0.99] before the logit), with :data:`WEIGHTS` fitted by logistic regression (wrong = IoU < 0.5
 with the truth) on simulator scans that are never the evaluation scans (provenance in
-:data:`WEIGHTS_PROVENANCE`); it reads as the probability that the particle is segmented right.
+:data:`WEIGHTS_PROVENANCE`); it reads as the probability that the particle is segmented right. The
+weights belong to the shipped default model and fusion: after retraining or new fusion defaults, refit
+them with ``benchmarks/bench_confidence.py --fit``. On the evaluation scans the boundary margin alone
+ranks almost as well as the combination (``benchmarks/results/confidence.md``).
 
 Every per-voxel quantity is rounded to a multiple of 1/:data:`QUANT` before summing, so the float64
 sums are exact integers and the scores are identical whatever the block shape or the block order
