@@ -108,6 +108,15 @@ def test_block_shape_does_not_change_the_scores(tmp_path):
     pd.testing.assert_frame_equal(view_scores(lp, vp, VOXEL), whole, check_exact=True)  # the default blocks
 
 
+def test_dask_runner_gives_the_same_scores(tmp_path):
+    from nmc_assets.blockwise import BlockRunner
+
+    lp, vp, labels, _, _ = _packed_scene(tmp_path)
+    with BlockRunner(workers=2) as runner:
+        got = view_scores(lp, vp, VOXEL, block_shape=(8, 20, 30), runner=runner, memory_budget=2**30)
+    pd.testing.assert_frame_equal(got, view_scores(lp, vp, VOXEL), check_exact=True)
+
+
 def test_sums_equal_a_direct_computation(tmp_path):
     """The blockwise sums against the definitions, computed on the whole upsampled volume."""
     lp, vp, labels, probs, dist = _packed_scene(tmp_path)
