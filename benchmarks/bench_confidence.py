@@ -131,7 +131,7 @@ def main() -> None:
     ev = pd.concat([tables[scan_id(*s)] for s in EVAL])
     hard = pd.concat([tables[scan_id(*s)] for s in EVAL_HARD])
     pd.concat([ev, hard]).to_parquet(scratch / "confidence_eval.parquet")  # for a closer look; not committed
-    lines = [f"# Segmentation confidence: ROC AUC for finding wrong particles (IoU < 0.5)", "", machine_line(), ""]
+    lines = ["# Segmentation confidence: ROC AUC for finding wrong particles (IoU < 0.5)", "", machine_line(), ""]
     from nmc_assets.segmentation.confidence import WEIGHTS, WEIGHTS_PROVENANCE
 
     lines += [f"Weights {tuple(round(w, 4) for w in WEIGHTS)} ({WEIGHTS_PROVENANCE}).", "",

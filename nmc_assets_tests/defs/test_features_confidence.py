@@ -5,14 +5,20 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from nmc_assets.defs.features import particle_features, particle_features_confidence
 from nmc_assets.features.columns import CONFIDENCE_COLUMNS
 from nmc_assets.storage import read_zarr
-from nmc_assets_tests.defs.test_features import _run, data_root  # noqa: F401 (the fixture)
+from nmc_assets_tests.defs.test_features import _run, make_data_root
 from nmc_assets_tests.segmentation.constructed import ideal_maps, write_view_maps
 
 CHECK_OP = "particle_features_particle_features_confidence"
+
+
+@pytest.fixture()
+def data_root(tmp_path):
+    return make_data_root(tmp_path)
 
 
 def _with_view_maps(layout):
@@ -29,7 +35,7 @@ def _check(res):
     return evaluation
 
 
-def test_confidence_columns_and_check(data_root):  # noqa: F811
+def test_confidence_columns_and_check(data_root):
     _with_view_maps(data_root)
     res = _run(data_root, [particle_features, particle_features_confidence])
     df = pq.read_table(data_root.particle_features("s1")).to_pandas()
@@ -50,7 +56,7 @@ def test_confidence_columns_and_check(data_root):  # noqa: F811
     assert "data:image/png;base64," in gallery and gallery.count(" (0.") + gallery.count(" (1.") == 2
 
 
-def test_without_view_maps_the_columns_are_null_and_the_check_skips(data_root):  # noqa: F811
+def test_without_view_maps_the_columns_are_null_and_the_check_skips(data_root):
     res = _run(data_root, [particle_features, particle_features_confidence])
     df = pq.read_table(data_root.particle_features("s1")).to_pandas()
     assert df[CONFIDENCE_COLUMNS].isna().all().all() and len(df) == 2
@@ -60,7 +66,7 @@ def test_without_view_maps_the_columns_are_null_and_the_check_skips(data_root): 
     assert check.passed and "no view maps" in check.metadata["skipped"].value
 
 
-def test_require_confidence_fails_without_view_maps(data_root):  # noqa: F811
+def test_require_confidence_fails_without_view_maps(data_root):
     res = _run(data_root, [particle_features], raise_on_error=False,
                run_config={"ops": {"particle_features": {"config": {"require_confidence": True}}}})
     assert not res.success
@@ -68,7 +74,7 @@ def test_require_confidence_fails_without_view_maps(data_root):  # noqa: F811
     assert "require_confidence" in error and "materialize view_probabilities" in error
 
 
-def test_truth_labels_get_confidence_from_the_view_maps(data_root):  # noqa: F811
+def test_truth_labels_get_confidence_from_the_view_maps(data_root):
     """label_source truth (labels read whole from the TIFF): the same columns, one row per true particle;
     the particle the view maps do not show (missed by the segmentation) scores lowest."""
     _with_view_maps(data_root)
