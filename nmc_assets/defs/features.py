@@ -16,7 +16,7 @@ from nmc_assets.features.extract import FeatureSettings
 from nmc_assets.defs.resources import BlocksResource, DataRootResource
 
 GROUP = "features"
-FEATURES_CODE_VERSION = "features-v2"  # v2: sphericity_std, feature_set
+FEATURES_CODE_VERSION = "features-v3"  # v2: sphericity_std, feature_set; v3: segmentation confidence columns
 CATALOG_CODE_VERSION = "catalog-v1"
 #: Parquet key-value metadata written with every features file (read back by the checks).
 META_LABEL_SOURCE = b"nmc.label_source"
@@ -40,6 +40,11 @@ class ParticleFeaturesConfig(CoreSettingsConfig):
         default=None,
         description="intensity at or above which a voxel is solid; empty = midpoint between the median "
         "background and the median particle intensity of the scan",
+    )
+    require_confidence: bool = Field(
+        default=False,
+        description="fail when the scan has no view maps (view_probabilities); default: the segmentation "
+        "confidence columns are null and the materialization says why",
     )
 
 
@@ -86,7 +91,7 @@ def _fused_labels_path(layout, scan_id: str):
 @dg.asset(
     partitions_def=scan_partitions,
     group_name=GROUP,
-    deps=[dg.AssetKey("fused_labels"), dg.AssetKey("raw_tomogram")],
+    deps=[dg.AssetKey("fused_labels"), dg.AssetKey("raw_tomogram"), dg.AssetKey("view_probabilities")],
     kinds={"parquet", "scipy", "pandas"},
     code_version=FEATURES_CODE_VERSION,
     owners=["team:features"],
@@ -108,7 +113,10 @@ def particle_features(
     ``warehouse/particle_features/scan_id=<scan>/features.parquet`` atomically, with each column's
     description and unit in the Parquet schema. Config ``feature_set: li2022`` computes the attributes
     as the paper's ``getAllFeatures.m`` does (docs/features.md), reading the labels whole; the set is
-    recorded in the Parquet schema metadata and the materialization.
+    recorded in the Parquet schema metadata and the materialization. The ``conf_*`` and
+    ``segmentation_confidence`` columns come from the scan's view maps
+    (:mod:`nmc_assets.segmentation.confidence`, block by block on the same blocks resource); without view
+    maps they are null (metadata ``confidence`` says why), or the run fails with ``require_confidence``.
     """
     import pyarrow.parquet as pq
 
@@ -169,6 +177,8 @@ def particle_features(
             solid_threshold=threshold,
             settings=settings,
         )
+    conf_note = _add_confidence(context, df, layout, scan_id, config, blocks, float(voxel),
+                                labels_path if config.label_source == "fused" else labels)
     seconds = time.perf_counter() - t0
     n_labels = int(len(df))
 
@@ -210,11 +220,40 @@ def particle_features(
             "mean_contact": stat("contact", np.mean),
             "median_dist_nearest_um": stat("dist_nearest_um", np.median),
             "touching_border": dg.MetadataValue.int(int(df["touches_border"].sum())),
+            "confidence": conf_note,
+            "median_segmentation_confidence": stat("segmentation_confidence", np.median),
             "seconds": dg.MetadataValue.float(round(seconds, 3)),
             "ms_per_particle": dg.MetadataValue.float(round(1000 * seconds / max(1, n_labels), 3)),
             "summary": dg.MetadataValue.md(_summary_markdown(df)),
         }
     )
+
+
+def _add_confidence(context, df, layout, scan_id: str, config: ParticleFeaturesConfig, blocks: BlocksResource,
+                    voxel: float, labels) -> str:
+    """Fill the confidence columns of ``df`` in place from the scan's view maps (``labels``: the Zarr path
+    of fused labels, or the label array); returns what was done, for the metadata."""
+    from nmc_assets.features.columns import CONFIDENCE_COLUMNS
+    from nmc_assets.segmentation.confidence import MissingViewMaps, confidence_columns, view_scores
+
+    views = layout.view_probabilities(scan_id)
+    if df.empty:
+        return "no particles"
+    try:
+        if isinstance(labels, str):
+            with blocks.runner() as runner:
+                scores = view_scores(labels, views, voxel, runner=runner, memory_budget=blocks.budget_bytes())
+        else:
+            scores = view_scores(labels, views, voxel)
+        df[CONFIDENCE_COLUMNS] = confidence_columns(df, scores)
+    except MissingViewMaps as exc:
+        if config.require_confidence:
+            raise dg.Failure(description=f"require_confidence: {exc}", allow_retries=False) from exc
+        context.log.warning(f"particle_features {scan_id}: segmentation confidence not computed: {exc}")
+        return f"not computed: {exc}"
+    except ValueError as exc:  # stale view maps, labels of another run: retrying does not help
+        raise dg.Failure(description=f"segmentation confidence: {exc}", allow_retries=False) from exc
+    return f"computed from {views}"
 
 
 def _summary_markdown(df) -> str:
@@ -292,6 +331,55 @@ def particle_features_row_count(context: dg.AssetCheckExecutionContext, data_roo
                   "label_source": source, "labels_path": dg.MetadataValue.path(labels_path),
                   "labels_with_solid_voxels_only": solid_only},
     )
+
+
+class ConfidenceCheckConfig(dg.Config):
+    threshold: float = Field(default=0.5, description="a particle is low-confidence when segmentation_confidence is below this")
+    max_low_share: float = Field(default=0.02, description="the check warns when the share of low-confidence particles exceeds this "
+                                 "(virtual scans: 0-0.5 % on default scans, 3-4 % on noisy ones with ~10 % wrong particles)")
+    gallery_size: int = Field(default=6, description="least confident particles shown in the gallery")
+
+
+@dg.asset_check(asset=particle_features, partitions_def=scan_partitions,
+                description="share of low segmentation-confidence particles (label-free QC), with a gallery of the least confident")
+def particle_features_confidence(context: dg.AssetCheckExecutionContext, config: ConfidenceCheckConfig,
+                                 data_root: DataRootResource) -> dg.AssetCheckResult:
+    """WARN when more than ``max_low_share`` of the scan's particles have ``segmentation_confidence`` below
+    ``threshold``; metadata: the share, the median confidence and a gallery PNG of the least confident
+    particles (xy slice through each centroid with its outline). Passes (skipped) when the table has no
+    confidence (the scan had no view maps)."""
+    from nmc_assets.previews import png_markdown
+    from nmc_assets.segmentation.confidence_check import gallery_caption, gallery_png, least_confident, low_confidence_summary
+    from nmc_assets.storage import open_zarr
+
+    layout = data_root.layout
+    scan = context.partition_key
+    path, table = _read_features_file(layout, scan)
+    df = table.to_pandas()
+    if "segmentation_confidence" not in df.columns:
+        df["segmentation_confidence"] = np.nan  # a table written before the confidence columns
+    try:
+        r = low_confidence_summary(df, config.threshold, config.max_low_share)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    meta = {"path": dg.MetadataValue.path(str(path)), "threshold": dg.MetadataValue.float(config.threshold),
+            "max_low_share": dg.MetadataValue.float(config.max_low_share), "particles": r["particles"]}
+    if not r["computed"]:
+        return dg.AssetCheckResult(passed=True, metadata={**meta, "skipped": "no segmentation confidence in the table (no view maps)"},
+                                   description="skipped: the table has no segmentation confidence (no view maps)")
+    meta.update({"scored": r["scored"], "low_confidence": r["low"],
+                 "low_confidence_share": dg.MetadataValue.float(round(r["low_share"], 4)),
+                 "median_confidence": dg.MetadataValue.float(r["median"])})
+    rows = least_confident(df, config.gallery_size)
+    source = (table.schema.metadata or {}).get(META_LABEL_SOURCE, b"fused").decode()
+    png = gallery_png(open_zarr(layout.tomogram(scan)), _load_labels(layout, scan, source)[0], rows,
+                      float(df["voxel_size_um"].iloc[0])) if len(rows) else None
+    if png is not None:
+        meta["gallery"] = dg.MetadataValue.md(gallery_caption(rows) + "\n\n" + png_markdown(png, "least confident particles", max_side=None))
+    return dg.AssetCheckResult(
+        passed=r["passed"], severity=dg.AssetCheckSeverity.WARN, metadata=meta,
+        description=f"{r['low']} of {r['scored']} particles ({100 * r['low_share']:.1f} %) below confidence "
+                    f"{config.threshold} ({'<=' if r['passed'] else '>'} {100 * config.max_low_share:.0f} %)")
 
 
 @dg.asset(

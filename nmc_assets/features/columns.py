@@ -86,6 +86,12 @@ _COLUMNS: list[tuple[str, str, str, str]] = [
     ),
     ("sphericity_std", "float64", "1", "standard deviation (N, ddof 0) of sphericity over the 6 nearest particles (the seed's locSphericity)"),
     ("touches_border", "bool", "", "the particle's bounding box touches the volume boundary (shape features biased)"),
+    # label-free segmentation confidence (nmc_assets/segmentation/confidence.py); null without view maps
+    ("conf_view_agreement", "float64", "1", "1 - mean over the particle's voxels of (max - min) of the xy, xz and yz view probabilities (1 = the three views agree)"),
+    ("conf_boundary_margin", "float64", "1", "mean fused view probability inside the particle minus in a 0.4 um shell outside it, clipped to [0, 1]"),
+    ("conf_size_agreement", "float64", "1", "exp(-|ln(r_eq / r_net)|): equivalent-sphere radius of the label vs the largest fused mean ray distance inside it (1 = the size the network sees)"),
+    ("conf_shape", "float64", "1", "shape plausibility: sphericity ramped from 0.5 (0) to 0.9 (1; 1 for particles touching the volume boundary) times 1 - exp(-volume_um3 / 1.8 um^3, the smallest physical particle)"),
+    ("segmentation_confidence", "float64", "1", "probability that the particle is segmented right (IoU >= 0.5 with the truth), a logistic combination of the conf_* sub-scores fitted on simulator scans; null when the scan has no view maps"),
 ]
 
 #: The ``li2022`` set (:mod:`nmc_assets.features.li2022`): per value column, (unit, the seed's name in
@@ -166,8 +172,13 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {c[0]: {"description": c[3], "unit": c[
 
 #: Neighbour statistics: NaN only when a scan has a single particle (no neighbours exist).
 NEIGHBOUR_COLUMNS: list[str] = ["dist_nearest_um", "elong_std", "volume_std", "orien_iso", "sphericity_std"]
-#: Columns that may be null: ``cycles`` (unknown cycling), neighbour statistics (single-particle scan).
-NULLABLE_COLUMNS: list[str] = ["cycles", *NEIGHBOUR_COLUMNS]
+#: Label-free segmentation confidence (:mod:`nmc_assets.segmentation.confidence`): the sub-scores, then
+#: the combined score; null when the scan has no view maps (e.g. a table rebuilt from labels only).
+CONFIDENCE_COLUMNS: list[str] = ["conf_view_agreement", "conf_boundary_margin", "conf_size_agreement", "conf_shape",
+                                 "segmentation_confidence"]
+#: Columns that may be null: ``cycles`` (unknown cycling), neighbour statistics (single-particle scan),
+#: the confidence columns (no view maps).
+NULLABLE_COLUMNS: list[str] = ["cycles", *NEIGHBOUR_COLUMNS, *CONFIDENCE_COLUMNS]
 #: Columns that must never be NaN/null.
 REQUIRED_COLUMNS: list[str] = [c for c in FEATURE_COLUMNS if c not in NULLABLE_COLUMNS]
 

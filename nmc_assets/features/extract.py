@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from nmc_assets.features._compiled import kernels
-from nmc_assets.features.columns import FEATURE_COLUMNS
+from nmc_assets.features.columns import CONFIDENCE_COLUMNS, FEATURE_COLUMNS
 from nmc_assets.features.measure import ParticleMeasurements, measure_particles
 from nmc_assets.features.neighbours import (
     neighbour_statistics,
@@ -204,6 +204,8 @@ def feature_frame(ids: np.ndarray, m: ParticleMeasurements, p_density: np.ndarra
             "p_density": p_density,
             **nb,
             "touches_border": m.touches_border,
+            # filled from the view maps by the caller (segmentation.confidence.confidence_columns); null without
+            **{c: np.full(n, np.nan) for c in CONFIDENCE_COLUMNS},
         }
     )
     return df[FEATURE_COLUMNS]

@@ -285,7 +285,7 @@ def li2022_raw(labels: np.ndarray, intensity: np.ndarray, voxel_size_um: float, 
 def li2022_frame(raw: pd.DataFrame, voxel_size_um: float, *, scan_id: str, cycles: int | None) -> pd.DataFrame:
     """The :func:`li2022_raw` attributes under the table's column names, voxel units scaled to the
     column's unit (lengths x v, areas x v^2, volumes x v^3); dimensionless values unchanged."""
-    from nmc_assets.features.columns import FEATURE_COLUMNS
+    from nmc_assets.features.columns import CONFIDENCE_COLUMNS, FEATURE_COLUMNS
 
     v = float(voxel_size_um)
     n = len(raw)
@@ -305,5 +305,6 @@ def li2022_frame(raw: pd.DataFrame, voxel_size_um: float, *, scan_id: str, cycle
         "dist_nearest_um": raw["DisNearest"] * v, "elong_std": raw["locElongation"],
         "volume_std": raw["locVolume"] * v**3, "orien_iso": raw["locOri"],
         "sphericity_std": raw["locSphericity"], "touches_border": raw["touches_border"].astype(bool),
+        **{c: np.full(n, np.nan) for c in CONFIDENCE_COLUMNS},  # from the view maps, by the caller
     })
     return df.reset_index(drop=True)[FEATURE_COLUMNS]

@@ -28,6 +28,11 @@ CHECKS = [particle_features_schema_complete, particle_features_no_nan, particle_
 
 @pytest.fixture()
 def data_root(tmp_path):
+    return make_data_root(tmp_path)
+
+
+def make_data_root(tmp_path):
+    """Scan s1: three balls (two with cavities), fused labels missing the third, ground truth, sidecar."""
     layout = DataLayout.from_path(tmp_path)
     shape = (36, 36, 72)
     labels = np.zeros(shape, np.uint32)

@@ -6,7 +6,7 @@ Scenes at 0.5 um voxels, intensity 1 in solid voxels and 0.2 elsewhere, solid th
 ``touching_balls`` (radius 12, centres 23 voxels apart along x; values of the left ball).
 
 ``python -m nmc_assets_tests.features.analytic`` rewrites the generated blocks of docs/features.md
-(definitions from :mod:`nmc_assets.features.columns`, values from the code); test_definitions.py checks
+(definitions and the confidence columns from :mod:`nmc_assets.features.columns`, values from the code); test_definitions.py checks
 that the document still says what the code does.
 """
 
@@ -99,6 +99,15 @@ def definitions_markdown() -> str:
     return "\n".join(lines)
 
 
+def confidence_markdown() -> str:
+    """The segmentation confidence columns (default and li2022 sets alike): unit and definition."""
+    from nmc_assets.features.columns import CONFIDENCE_COLUMNS
+
+    lines = ["| column | definition | unit |", "| --- | --- | --- |"]
+    lines += [f"| `{c}` | {_cell(COLUMN_DOCS[c]['description'])} | {COLUMN_DOCS[c]['unit']} |" for c in CONFIDENCE_COLUMNS]
+    return "\n".join(lines)
+
+
 def bugs_markdown() -> str:
     return "\n".join(f"- `{key}`: {text}" for key, text in FIXED_BUGS.items())
 
@@ -146,6 +155,7 @@ if __name__ == "__main__":
     text = DOC.read_text()
     text = replace_block(text, "definitions", definitions_markdown())
     text = replace_block(text, "bugs", bugs_markdown())
+    text = replace_block(text, "confidence", confidence_markdown())
     text = replace_block(text, "values", values_markdown(reference_values()))
     DOC.write_text(text)
     print(f"wrote {DOC}")

@@ -19,6 +19,7 @@ def test_definitions_and_bugs_in_the_document_are_the_code_s():
     text = analytic.DOC.read_text()
     assert analytic.generated_block(text, "definitions") == analytic.definitions_markdown()
     assert analytic.generated_block(text, "bugs") == analytic.bugs_markdown()
+    assert analytic.generated_block(text, "confidence") == analytic.confidence_markdown()
 
 
 def test_stated_values_are_what_the_code_gives(values):

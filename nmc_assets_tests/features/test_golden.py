@@ -32,8 +32,11 @@ def golden(case: str) -> pd.DataFrame:
 
 
 def without_new_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """The columns the golden file has (``sphericity_std`` came later; test_extract checks it)."""
-    return df.drop(columns=["sphericity_std"])
+    """The columns the golden file has (``sphericity_std`` and the confidence columns came later; test_extract
+    and segmentation/test_confidence.py check them)."""
+    from nmc_assets.features.columns import CONFIDENCE_COLUMNS
+
+    return df.drop(columns=["sphericity_std", *CONFIDENCE_COLUMNS])
 
 
 def features(labels, intensity, gap=0):

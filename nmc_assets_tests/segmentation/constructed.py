@@ -94,3 +94,19 @@ def phantom_scan(shape=(48, 96, 96), n: int = 40, seed: int = 0, cracked: bool =
             if (labels == i).sum() > 500:
                 solid &= crack(labels, i, normal=rng.normal(size=3), width=1.5)
     return phantom_image(labels, solid, noise=0.06, seed=seed), labels
+
+
+def write_view_maps(path, probs: dict, dist, *, bin_factor: int, full_shape, voxel_size_um: float):
+    """A view-map store as :mod:`nmc_assets.segmentation.views` writes it (plain Zarr arrays): ``probs``
+    maps view ("xy", "xz", "yz") -> binned probability, ``dist`` one binned distance map used for every view."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for view, prob in probs.items():
+        for name, a in ((f"prob_{view}", prob), (f"dist_{view}", dist)):
+            root.create_array(name, data=np.asarray(a, np.float16), chunks=a.shape)
+    binned = tuple(np.asarray(dist).shape)
+    root.attrs.update({"views": list(probs), "binned_shape": list(binned), "full_shape": [int(s) for s in full_shape],
+                       "bin_factor": int(bin_factor), "voxel_size_um": float(voxel_size_um),
+                       "pixel_um": float(voxel_size_um) * bin_factor})
+    return path
