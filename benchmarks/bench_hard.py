@@ -96,10 +96,12 @@ def interior_errors(features, truth_table, truth_labels: np.ndarray, labels: np.
     f = features[~features.touches_border.astype(bool)]
     f = f[f.particle_id.isin(to_truth)]
     g = np.array([to_truth[int(p)] for p in f.particle_id], dtype=int)
-    vol = np.abs(f.volume_um3.to_numpy() - tt.volume_um3.loc[g].to_numpy()) / tt.volume_um3.loc[g].to_numpy()
+    vol_signed = (f.volume_um3.to_numpy() - tt.volume_um3.loc[g].to_numpy()) / tt.volume_um3.loc[g].to_numpy()
+    vol = np.abs(vol_signed)
     dmg = np.abs(f.damage.to_numpy() - tt.damage.loc[g].to_numpy())
     bias = f.damage.to_numpy() - tt.damage.loc[g].to_numpy()
     return {"n_interior_matched": int(len(g)), "volume_err_median": float(np.median(vol)) if len(g) else float("nan"),
+            "volume_bias_median": float(np.median(vol_signed)) if len(g) else float("nan"),
             "damage_err_median": float(np.median(dmg)) if len(g) else float("nan"),
             "damage_bias_median": float(np.median(bias)) if len(g) else float("nan"),
             "truth_damage_mean": float(tt.damage.loc[g].mean()) if len(g) else float("nan")}
@@ -150,14 +152,14 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
              "refinement), default feature set. Interior = matched (IoU > 0.5) predictions not touching the scan border. "
              "Targets (issue 15, hard preset): AP@0.5 >= 0.93, mean matched IoU >= 0.88, interior volume error median "
              "<= 5 %, damage error median <= 0.02.", "",
-             "| scan | voxel um | true | solid frac | AP@0.5 | precision | recall | mean IoU | interior n | volume err median | "
+             "| scan | voxel um | true | solid frac | AP@0.5 | precision | recall | mean IoU | interior n | volume err median (bias) | "
              "damage err median (bias) | damage err, truth labels | views + fusion + features s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         a, i, it, t = r["accuracy"], r["interior"], r["interior_truth_labels"], r["timing_s"]
         lines.append(f"| {r['scan']} | {r['voxel_size_um']} | {r['n_true']} | {r['solid_fraction']:.3f} | {a['ap50']:.3f} | "
                      f"{a['precision50']:.3f} | {a['recall50']:.3f} | {a['mean_matched_iou']:.3f} | {i['n_interior_matched']} | "
-                     f"{100 * i['volume_err_median']:.1f} % | {i['damage_err_median']:.3f} ({i['damage_bias_median']:+.3f}) | "
+                     f"{100 * i['volume_err_median']:.1f} % ({100 * i['volume_bias_median']:+.1f} %) | {i['damage_err_median']:.3f} ({i['damage_bias_median']:+.3f}) | "
                      f"{it['damage_err_median']:.3f} | {t['views']:.0f} + {t['fusion']:.0f} + {t['features']:.0f} |")
     lines += ["", "Where the errors are (counts at IoU 0.5; 'small' = under a quarter of the median true particle's voxels):", "",
               "| scan | FP | in binder/pore | split fragment | other | small | FN | merged | missed | other | small |",
