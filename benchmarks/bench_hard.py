@@ -1,7 +1,7 @@
 """Today's segmentation on the beamline's ``hard`` preset (issue 15), with the ``default`` preset as the baseline.
 
     .venv/bin/python benchmarks/bench_hard.py [--scratch /tmp/hard_bench] [--out benchmarks/results/hard.md] \
-        [--only 0.2] [--seed 3001]
+        [--only 0.2] [--ablation]
 
 For each voxel size (0.2 um: 160 x 384 x 384; 0.07 um: 192 x 512 x 512) and each preset, one scan with a
 seed the shipped model never saw (training 1001-1008, the segmentation benchmark 2001-2002) goes through
@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,67 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+#: Ablation: the hard preset with one group of knobs set back to the default's (which knob costs what).
+ABLATION_SHAPE, ABLATION_SEED = (96, 256, 256), 3101
+
+
+def ablation(scratch: Path, model_dir: Path) -> list[dict]:
+    """AP and error sources at 0.2 um on a smaller scan: default, hard, and hard less one knob group."""
+    import tifffile
+
+    from nmc_assets.beamline.defaults import PRESETS, preset_config
+    from nmc_assets.beamline.render import RenderParams
+    from nmc_assets.beamline.simulate import simulate_scan, write_scan
+    from nmc_assets.ingest.readers import intensity_percentiles
+    from nmc_assets.segmentation.metrics import accuracy_summary
+    from nmc_assets.segmentation.pipeline import FusionParams, fused_labels, view_probabilities
+    from nmc_assets.storage import read_zarr
+
+    hard, dflt = PRESETS["hard"], RenderParams()
+    hr = hard["render"]
+    variants = {
+        "default": ("default", {}),
+        "hard": ("hard", {}),
+        "hard, default contrast": ("hard", {"render": replace(hr, phase_cbd=dflt.phase_cbd)}),
+        "hard, contrast 0.75x default": ("hard", {"render": replace(hr, phase_cbd=1 - 0.75 * (1 - dflt.phase_cbd))}),
+        "hard, contrast 0.6x default": ("hard", {"render": replace(hr, phase_cbd=1 - 0.6 * (1 - dflt.phase_cbd))}),
+        "hard, default lumpiness": ("hard", {"render": replace(hr, cbd_modulation=dflt.cbd_modulation,
+                                                                    cbd_modulation_scale_um=dflt.cbd_modulation_scale_um)}),
+        "hard, default noise": ("hard", {"render": replace(hr, noise_sd=dflt.noise_sd, noise_scale_um=dflt.noise_scale_um)}),
+        "hard, default packing + damage": ("hard", {"target_solid_fraction": None, "overlap": 0.06, "damage_override": None}),
+    }
+    out = []
+    for k, (name, (preset, over)) in enumerate(variants.items()):
+        sid = f"ablation_{k}"
+        scan = simulate_scan(preset_config(preset, shape=ABLATION_SHAPE, voxel_size_um=0.2, cycles=50, seed=ABLATION_SEED, **over))
+        write_scan(scan, scratch, sid)
+        img, truth = scan.image, scan.labels
+        pct = intensity_percentiles(img)
+        view_probabilities(model_dir, img, 0.2, scratch / f"{sid}.views.zarr", normalize=(pct["1"], pct["99.8"]))
+        p = FusionParams()
+        fused_labels(scratch / f"{sid}.views.zarr", scratch / f"{sid}.fused.zarr", p, intensity=img,
+                     band_um=p.refine_band_um, sigma_um=p.refine_sigma_um)
+        pred = read_zarr(scratch / f"{sid}.fused.zarr")
+        r = {"variant": name, "solid_fraction": scan.sidecar["solid_fraction"], "accuracy": accuracy_summary(truth, pred),
+             "errors": error_sources(truth, pred)}
+        print(json.dumps(r, default=float), flush=True)
+        out.append(r)
+    return out
+
+
+def ablation_markdown(rows: list[dict]) -> list[str]:
+    lines = ["## Which knob costs what (ablation)", "",
+             f"0.2 um, {ABLATION_SHAPE[0]} x {ABLATION_SHAPE[1]} x {ABLATION_SHAPE[2]}, seed {ABLATION_SEED}, 50 cycles; "
+             "the hard preset with one group of knobs set back to the default's (`--ablation`).", "",
+             "| variant | solid frac | AP@0.5 | precision | recall | mean IoU | FP in binder/pore | FN merged |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        a, e = r["accuracy"], r["errors"]
+        lines.append(f"| {r['variant']} | {r['solid_fraction']:.3f} | {a['ap50']:.3f} | {a['precision50']:.3f} | {a['recall50']:.3f} | "
+                     f"{a['mean_matched_iou']:.3f} | {e['fp_in_binder_or_pore']} | {e['fn_merged']} |")
+    return lines + [""]
+
+
 def main() -> int:
     from nmc_assets.segmentation.model import DEFAULT_MODEL_NAME, shipped_model_dir
 
@@ -218,9 +280,18 @@ def main() -> int:
     ap.add_argument("--model", default=str(shipped_model_dir(DEFAULT_MODEL_NAME)))
     ap.add_argument("--only", type=float, help="run only this voxel size (um); reuse the other's last results")
     ap.add_argument("--out", default=str(RESULTS / "hard.md"))
+    ap.add_argument("--ablation", action="store_true", help="only the ablation; append it to --out")
     a = ap.parse_args()
     scratch = Path(a.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
+    if a.ablation:
+        rows = ablation(scratch, Path(a.model))
+        (scratch / "ablation.json").write_text(json.dumps(rows, default=float, indent=1))
+        out = Path(a.out)
+        text = out.read_text().split("## Which knob costs what")[0] if out.exists() else ""
+        out.write_text(text + "\n".join(ablation_markdown(rows)) + "\n")
+        print(f"wrote {out}")
+        return 0
     store = scratch / "results.json"
     previous = {r["scan"]: r for r in json.loads(store.read_text())} if store.exists() else {}
     rows = []
@@ -236,7 +307,10 @@ def main() -> int:
             print(json.dumps(r, default=float), flush=True)
             rows.append(r)
             store.write_text(json.dumps(rows, default=float, indent=1))
-    write_markdown(Path(a.out), rows, "python benchmarks/bench_hard.py" + (f" --only {a.only}" if a.only else ""))
+    out = Path(a.out)
+    kept = out.read_text().partition("## Which knob costs what")[1:] if out.exists() else ("", "")
+    write_markdown(out, rows, "python benchmarks/bench_hard.py" + (f" --only {a.only}" if a.only else ""))
+    out.write_text(out.read_text() + "".join(kept))  # the last ablation stays
     print(f"wrote {a.out}")
     return 0
 
