@@ -1,7 +1,7 @@
 """Command line of the virtual beamline.
 
     python -m nmc_assets.beamline simulate --out data/incoming --shape 160 384 384 --voxel-size 0.2 \
-        --cycles 50 --seed 3 [--scan-id ID] [--device cpu]
+        --cycles 50 --seed 3 [--preset default|hard] [--scan-id ID] [--device cpu]
     python -m nmc_assets.beamline defaults --out data/incoming [--overwrite]
     python -m nmc_assets.beamline realism --out /tmp/virtual_slab.tif   (then ../shared/tools/realism.py)
 """
@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--voxel-size", type=float, default=0.2, help="voxel size in um (default 0.2)")
     sim.add_argument("--cycles", type=int, default=50)
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--scan-id", help="default: virtual_c<cycles>_s<seed>")
+    sim.add_argument("--preset", default="default", choices=("default", "hard"),
+                     help="named settings (nmc_assets.beamline.defaults.PRESETS); hard: denser, more damage, "
+                          "low binder contrast, lumpy binder, strong correlated noise")
+    sim.add_argument("--scan-id", help="default: virtual_c<cycles>_s<seed> (virtual_hard_c<cycles>_s<seed> for --preset hard)")
     sim.add_argument("--device", default="cpu", help="torch device for the grain tessellation (auto|cpu|cuda[:N])")
     dft = sub.add_parser("defaults", help="write the two embedded default scans")
     dft.add_argument("--out", required=True)
@@ -34,15 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     rl.add_argument("--seed", type=int, default=7)
     a = ap.parse_args(argv)
 
-    from nmc_assets.beamline.defaults import write_default_scans
-    from nmc_assets.beamline.simulate import ScanConfig, simulate_scan, write_scan
+    from nmc_assets.beamline.defaults import preset_config, write_default_scans
+    from nmc_assets.beamline.simulate import simulate_scan, write_scan
 
     t0 = time.perf_counter()
     if a.command == "simulate":
-        scan_id = a.scan_id or f"virtual_c{a.cycles}_s{a.seed}"
+        tag = "" if a.preset == "default" else f"{a.preset}_"
+        scan_id = a.scan_id or f"virtual_{tag}c{a.cycles}_s{a.seed}"
         try:
-            config = ScanConfig(shape=tuple(a.shape), voxel_size_um=a.voxel_size, cycles=a.cycles, seed=a.seed,
-                                device=a.device)
+            config = preset_config(a.preset, shape=tuple(a.shape), voxel_size_um=a.voxel_size, cycles=a.cycles,
+                                   seed=a.seed, device=a.device)
             scan = simulate_scan(config)
             paths = write_scan(scan, a.out, scan_id)
         except ValueError as e:

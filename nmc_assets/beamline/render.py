@@ -23,36 +23,41 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from nmc_assets.settings import setting
+
 __all__ = ["RenderParams", "carbon_binder", "render_image", "smooth_noise"]
 
 
 @dataclass(frozen=True)
 class RenderParams:
-    phase_pore: float = 0.15
-    phase_cbd: float = 0.38
-    phase_nmc: float = 1.0
-    cbd_fraction: float = 0.8       # share of the pore space filled with CBD
-    cbd_scale_um: float = 0.15      # correlation length of the CBD field
-    cbd_modulation: float = 0.3     # slow relative density variation of the CBD
-    cbd_modulation_scale_um: float = 1.2
-    core_darkening: float = 0.12    # NMC phase loss at the particle core (needs nmc_depth)
-    texture_sd: float = 0.1         # NMC intensity texture (phase units)
-    texture_scale_um: float = 0.2
-    psf_sigma_um: float = 0.12
-    psf_min_px: float = 0.8         # reconstructions are never sharper than ~2 voxels FWHM
-    halo: float = 0.15              # strength of the LoG edge fringe
-    halo_sigma_um: float = 0.12
-    noise_sd: float = 0.045         # phase units, at voxels <= noise_ref_voxel_um
-    noise_ref_voxel_um: float = 0.06
-    noise_scale_um: float = 0.07
-    ring_count: int = 14
-    ring_amplitude: float = 0.04
-    ring_width_px: float = 0.8
-    cupping: float = 0.06           # background rise from the rotation axis to the corner
-    drift_amplitude: float = 0.04   # slow 3D background waves
-    drift_scale_um: float = 15.0
-    grey_offset: float = 48.0       # grey value of phase 0
-    grey_gain: float = 138.0        # grey per unit phase (NMC ~ 186, pore ~ 69)
+    """Image formation (module docstring). Phases are relative to the NMC phase (1.0): the binder/particle
+    contrast is ``phase_nmc - phase_cbd`` (default 0.62; the ``hard`` preset halves it)."""
+
+    phase_pore: float = setting(0.15, "phase of pores, cracks and voids")
+    phase_cbd: float = setting(0.38, "phase of the carbon-binder domain (binder grey level; NMC = phase_nmc)")
+    phase_nmc: float = setting(1.0, "phase of the NMC solid")
+    cbd_fraction: float = setting(0.8, "share of the pore space filled with CBD")
+    cbd_scale_um: float = setting(0.15, "correlation length of the field that places the CBD (um)")
+    cbd_modulation: float = setting(0.3, "binder lumpiness: sd of the CBD density texture, relative to phase_cbd")
+    cbd_modulation_scale_um: float = setting(1.2, "correlation length of the binder lumpiness (um)")
+    core_darkening: float = setting(0.12, "NMC phase loss at the particle core (needs nmc_depth)")
+    texture_sd: float = setting(0.1, "NMC intensity texture (phase units)")
+    texture_scale_um: float = setting(0.2, "correlation length of the NMC texture (um)")
+    psf_sigma_um: float = setting(0.12, "Gaussian point-spread function sigma (um)")
+    psf_min_px: float = setting(0.8, "PSF sigma floor in voxels (reconstructions are never sharper than ~2 voxels FWHM)")
+    halo: float = setting(0.15, "strength of the LoG phase-contrast edge fringe")
+    halo_sigma_um: float = setting(0.12, "width of the edge fringe (um)")
+    noise_sd: float = setting(0.045, "noise sd (phase units) at voxels <= noise_ref_voxel_um; x (ref / voxel) ** 0.5 above")
+    noise_ref_voxel_um: float = setting(0.06, "voxel size (um) below which the noise sd no longer grows")
+    noise_scale_um: float = setting(0.07, "noise correlation length: sigma of the Gaussian low-pass of white noise (um)")
+    ring_count: int = setting(14, "number of ring artefacts")
+    ring_amplitude: float = setting(0.04, "ring artefact amplitude sd (phase units)")
+    ring_width_px: float = setting(0.8, "ring width (detector pixels)")
+    cupping: float = setting(0.06, "background rise from the rotation axis to the corner (phase units)")
+    drift_amplitude: float = setting(0.04, "slow 3D background waves (phase units)")
+    drift_scale_um: float = setting(15.0, "wavelength of the background waves (um)")
+    grey_offset: float = setting(48.0, "grey value of phase 0")
+    grey_gain: float = setting(138.0, "grey per unit phase (NMC ~ 186, pore ~ 69)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,12 +16,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nmc_assets.beamline.cracks import crack_particle
-from nmc_assets.beamline.damage import DEFAULT_DAMAGE_LAW, DamageLaw
+from nmc_assets.beamline.damage import DEFAULT_DAMAGE_LAW, DamageLaw, DamageOverride
 from nmc_assets.beamline.packing import contact_fractions, label_packing, pack_particles
 from nmc_assets.beamline.render import RenderParams, carbon_binder, render_image
 from nmc_assets.particles.grains import RENAMED_FIELDS, GrainParams, sample_grains
 from nmc_assets.particles.shell import ShellParams, shell_normalised_distance
 from nmc_assets.particles.tessellation import hard_labels
+from nmc_assets.settings import DESCRIPTION, setting
 
 __all__ = ["SIMULATOR_VERSION", "ScanConfig", "SimulatedScan", "simulate_scan", "write_scan",
            "DEFAULT_SHELL_PARAMS", "DEFAULT_GRAIN_PARAMS", "sidecar_grain_params"]
@@ -40,21 +41,32 @@ DEFAULT_GRAIN_PARAMS = GrainParams(density_per_um3=0.15, hard_core_fraction=0.5,
 
 @dataclass(frozen=True)
 class ScanConfig:
-    shape: tuple[int, int, int] = (160, 384, 384)
-    voxel_size_um: float = 0.2
-    cycles: int = 50
-    seed: int = 0
-    sample: str = "virtual NMC811 cathode"
-    target_fraction: float = 0.52      # particle (filled) volume fraction of the packing (balls)
-    overlap: float = 0.06              # allowed overlap of neighbours (fraction of radius sum)
-    min_particle_voxels: int = 0       # smaller border fragments are dropped; 0 = ball of 1.5 um diameter
-    crack_width_um: float = 0.25       # opened boundary width (1-3 voxels)
-    void_share_range: tuple[float, float] = (0.15, 0.5)
-    shell: ShellParams = DEFAULT_SHELL_PARAMS
-    grains: GrainParams = DEFAULT_GRAIN_PARAMS
-    damage: DamageLaw = DEFAULT_DAMAGE_LAW
-    render: RenderParams = field(default_factory=RenderParams)
-    device: str = "cpu"
+    """Everything that decides a scan (same config, same bytes). Named presets (``default``, ``hard``):
+    :data:`nmc_assets.beamline.defaults.PRESETS`. Grey levels, binder texture and noise are the
+    :class:`~nmc_assets.beamline.render.RenderParams` in ``render``; the damage law is ``damage``."""
+
+    shape: tuple[int, int, int] = setting((160, 384, 384), "scan size in voxels (z, y, x); z = thickness axis")
+    voxel_size_um: float = setting(0.2, "isotropic voxel edge (um)")
+    cycles: int = setting(50, "charge/discharge cycles (a driver of the damage law)")
+    seed: int = setting(0, "seed of every random draw")
+    sample: str = setting("virtual NMC811 cathode", "sample name written to the sidecar")
+    target_fraction: float = setting(0.52, "particle (filled) volume fraction of the packing (equivalent balls), < 0.7; "
+                                           "ignored when target_solid_fraction is set")
+    target_solid_fraction: float | None = setting(
+        None, "solid (particle minus cracks and voids) volume fraction of the scan, up to ~0.62; the packing "
+              "fraction is found for it (up to 4 packings; about +-0.01); None = use target_fraction")
+    overlap: float = setting(0.06, "allowed overlap of neighbours (fraction of the sum of their radii)")
+    min_particle_voxels: int = setting(0, "smaller border fragments are dropped; 0 = a ball of 1.5 um diameter")
+    crack_width_um: float = setting(0.25, "opened boundary width (um; 1-3 voxels)")
+    void_share_range: tuple[float, float] = setting((0.15, 0.5), "range of each particle's share of damage in its central void")
+    shell: ShellParams = setting(DEFAULT_SHELL_PARAMS, "outer shell (size, shape) law of the particles")
+    grains: GrainParams = setting(DEFAULT_GRAIN_PARAMS, "grain (crack path) law inside the particles")
+    damage: DamageLaw = setting(DEFAULT_DAMAGE_LAW, "damage law: target crack + void fraction per particle")
+    damage_override: DamageOverride | None = setting(
+        None, "replaces the law's distribution of the targets (mean, max), keeping its ranking; None = the law's")
+    render: RenderParams = field(default_factory=RenderParams,
+                                 metadata={DESCRIPTION: "image formation: grey levels, binder texture, PSF, noise, artefacts"})
+    device: str = setting("cpu", "torch device of the grain tessellation (never changes the result)")
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or min(self.shape) < 8:
@@ -63,6 +75,8 @@ class ScanConfig:
             raise ValueError(f"voxel_size_um must be > 0, got {self.voxel_size_um}")
         if self.cycles < 0:
             raise ValueError(f"cycles must be >= 0, got {self.cycles}")
+        if self.target_solid_fraction is not None and not 0 < self.target_solid_fraction <= 0.65:
+            raise ValueError(f"target_solid_fraction must be in (0, 0.65], got {self.target_solid_fraction}")
 
 
 @dataclass
@@ -72,6 +86,7 @@ class SimulatedScan:
     truth: "object"            # pandas DataFrame, one row per label
     sidecar: dict
     timings_s: dict
+    classes: np.ndarray | None = None  # uint8 (z, y, x) phase classes: 0 pore (cracks too), 1 CBD, 2 NMC
 
 
 def sidecar_grain_params(grains: GrainParams) -> dict:
@@ -83,6 +98,45 @@ def sidecar_grain_params(grains: GrainParams) -> dict:
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), *tags]))
+
+
+def _min_voxels(config: ScanConfig) -> int:
+    return int(config.min_particle_voxels or int(np.pi / 6 * (1.5 / config.voxel_size_um) ** 3))
+
+
+def _pack_and_damage(config: ScanConfig, shape, vs: float, extent: np.ndarray):
+    """Pack, label and draw each particle's target damage. With ``target_solid_fraction`` the packing is
+    redone (same random stream, up to 4 times) with the ball target moved by the miss of the expected
+    solid fraction, sum(voxels * (1 - target damage)) / scan voxels; the closest attempt is kept (within
+    ~0.01 on 160 x 384 x 384 scans; small scans add particles in coarse steps)."""
+    tsf = config.target_solid_fraction
+    ball_target = config.target_fraction if tsf is None else min(tsf / 0.88, 0.69)
+    best, best_miss = None, np.inf
+    for _ in range(1 if tsf is None else 4):
+        packing = pack_particles(_rng(config.seed, 1), extent, config.shell,
+                                 target_fraction=ball_target, overlap=config.overlap)
+        labels, index = label_packing(packing, shape, vs, min_voxels=_min_voxels(config))
+        n = len(index)
+        contact = contact_fractions(labels, n)
+        centres = packing.centres_um[index]
+        law_d = np.array([packing.shells[i].equivalent_diameter_um for i in index])
+        z_norm = np.clip(centres[:, 0] / extent[0], 0.0, 1.0)
+        target, noise = config.damage.sample(_rng(config.seed, 2), law_d, z_norm, contact, config.cycles)
+        if config.damage_override is not None:
+            target = config.damage_override.apply(_rng(config.seed, 6), target)
+        result = (packing, labels, index, contact, law_d, z_norm, target, noise, ball_target)
+        if tsf is None:
+            return result
+        counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        solid = float((counts * (1.0 - target)).sum()) / labels.size
+        if abs(solid - tsf) < best_miss:
+            best, best_miss = result, abs(solid - tsf)
+        if best_miss <= 0.005:
+            break
+        # the ball fraction this solid fraction needs, less the packer's overshoot at this target
+        want = packing.ball_fraction * tsf / max(solid, 1e-3)
+        ball_target = float(np.clip(ball_target + want - packing.ball_fraction, 0.05, 0.695))
+    return best
 
 
 def simulate_scan(config: ScanConfig) -> SimulatedScan:
@@ -104,21 +158,14 @@ def _simulate_scan(config: ScanConfig) -> SimulatedScan:
     shape = tuple(int(s) for s in config.shape)
     vs = float(config.voxel_size_um)
     extent = np.array(shape, float) * vs
-    packing = pack_particles(_rng(config.seed, 1), extent, config.shell,
-                             target_fraction=config.target_fraction, overlap=config.overlap)
-    min_vox = config.min_particle_voxels or int(np.pi / 6 * (1.5 / vs) ** 3)
-    labels, index = label_packing(packing, shape, vs, min_voxels=min_vox)
+    packing, labels, index, contact, law_d, z_norm, target, noise, ball_target = _pack_and_damage(config, shape, vs, extent)
     n = len(index)
     timings["pack_and_label"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    contact = contact_fractions(labels, n)
     objects = ndi.find_objects(labels, max_label=n)
     shells = [packing.shells[i] for i in index]
     centres = packing.centres_um[index]
-    law_d = np.array([s.equivalent_diameter_um for s in shells])
-    z_norm = np.clip(centres[:, 0] / extent[0], 0.0, 1.0)
-    target, noise = config.damage.sample(_rng(config.seed, 2), law_d, z_norm, contact, config.cycles)
     crack = np.zeros(shape, dtype=bool)
     depth = np.ones(shape, dtype=np.float32)  # normalised radius inside particles (for the render)
     n_grains = np.zeros(n, dtype=np.int64)
@@ -213,12 +260,17 @@ def _simulate_scan(config: ScanConfig) -> SimulatedScan:
         "grain_params": sidecar_grain_params(config.grains),
         "render_params": config.render.to_dict(),
         "packing": {"target_fraction": config.target_fraction, "overlap": config.overlap,
-                    "min_particle_voxels": int(min_vox), "crack_width_um": config.crack_width_um,
+                    "min_particle_voxels": _min_voxels(config), "crack_width_um": config.crack_width_um,
                     "void_share_range": list(config.void_share_range)},
     }
+    # knobs of the non-default presets: recorded only when set, so default sidecars keep their bytes
+    if config.target_solid_fraction is not None:
+        sidecar["packing"].update(target_solid_fraction=config.target_solid_fraction, target_fraction=ball_target)
+    if config.damage_override is not None:
+        sidecar["damage_override"] = config.damage_override.to_dict()
     timings["total"] = time.perf_counter() - t0
     return SimulatedScan(image=image, labels=labels.astype(label_dtype), truth=truth, sidecar=sidecar,
-                         timings_s=timings)
+                         timings_s=timings, classes=classes)
 
 
 def _write_tif(path: Path, array: np.ndarray) -> None:

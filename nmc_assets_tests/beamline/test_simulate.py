@@ -113,10 +113,13 @@ def test_same_seed_same_bytes(tmp_path, written_scan):
         assert path.read_bytes() == again[key].read_bytes(), key
 
 
-def test_fixed_seed_scan_equals_the_recorded_one():
+def test_fixed_seed_scan_equals_the_recorded_one(tmp_path):
     """A tiny scan (24 x 64 x 64 at 0.25 um, seed 2): image, labels and grain counts as recorded at commit
-    c09933e, so that the default scans, the StarDist model trained on them and the recorded figures stay valid."""
+    c09933e, so that the default scans, the StarDist model trained on them and the recorded figures stay valid;
+    its sidecar as written at 96578d2 (before the presets: default scans record no preset knobs)."""
     scan = simulate_scan(ScanConfig(cycles=10, seed=2, shape=(24, 64, 64), voxel_size_um=0.25))
+    sidecar = write_scan(scan, tmp_path, "tiny")["sidecar"]
+    assert hashlib.sha256(sidecar.read_bytes()).hexdigest() == "b105aff61dade593ee2a29bf6e49aa2a0f30ed45584b92f755833efdc23d95f5"
     assert hashlib.sha256(scan.image.tobytes()).hexdigest() == "4702fbd06dbd441b11b512cc1e458f6a0f57669556f2a8be2e923d178180bd84"
     assert scan.labels.dtype == np.uint16
     assert hashlib.sha256(scan.labels.tobytes()).hexdigest() == "25fc21cdb011d55ecd7875a0b3c0c29521ad6e2a10af1ff04aae776abc2f5ad9"
