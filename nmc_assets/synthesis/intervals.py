@@ -12,7 +12,8 @@ module puts an interval on it with a classical, cheap method:
   solve ``S_model(theta) = S_observed`` in the unconstrained coordinates of
   :mod:`.parameter_space`, with the Jacobian from central differences on common random numbers
   (``n_simulated`` model sections cut like the observed ones, :mod:`.section_geometry`).
-- Covariance of the estimate: ``(J' W J)^-1`` with ``W = (Sigma_obs + Sigma_sim)^-1``. ``Sigma_obs`` is the
+- Covariance of the estimate: ``(J' W J)^-1`` with ``W = (Sigma_obs + Sigma_sim)^-1``, scaled by
+  ``max(1, J / dof)`` (the J statistic below: a misfit beyond sampling noise widens the intervals). ``Sigma_obs`` is the
   covariance of the moments of ``n`` sections (``n`` = the observed count) *under the model* (a parametric
   bootstrap from the simulated sections), so one section gives an honest, wide interval instead of a
   degenerate resample; ``Sigma_sim`` is the simulation noise of ``S_model``. 90 % intervals are
@@ -170,11 +171,13 @@ def moment_intervals(sections: list[Section], start: GrainParams, n_simulated: i
         elif np.max(np.abs(step)) < 0.01:
             break
     w = _weight(cov)
-    cov_z = np.linalg.pinv(jac.T @ w @ jac)
-    sd = np.sqrt(np.clip(np.diag(cov_z), 0.0, None))
     resid = observed - model
     j_stat = float(resid @ w @ resid)
     dof = len(observed) - len(z)
+    # a misfit beyond sampling noise (J > dof) means variance the model covariance misses: scale by J / dof
+    dispersion = max(j_stat / max(dof, 1), 1.0)
+    cov_z = np.linalg.pinv(jac.T @ w @ jac) * dispersion
+    sd = np.sqrt(np.clip(np.diag(cov_z), 0.0, None))
     est = _params(z, start)
     intervals = {}
     for i, name in enumerate(INTERVAL_PARAMETERS):
@@ -198,6 +201,7 @@ def moment_intervals(sections: list[Section], start: GrainParams, n_simulated: i
         "j_statistic": j_stat,
         "j_dof": dof,
         "j_p_value": float(chi2.sf(j_stat, dof)),
+        "dispersion": dispersion,
         "moment_names": list(MOMENT_NAMES),
         "moments_observed": observed.tolist(),
         "moments_model": model.tolist(),
