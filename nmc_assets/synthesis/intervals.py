@@ -181,11 +181,12 @@ def moment_intervals(sections: list[Section], start: GrainParams, n_simulated: i
     est = _params(z, start)
     intervals = {}
     for i, name in enumerate(INTERVAL_PARAMETERS):
-        a, b = z[i] - Z90 * sd[i], z[i] + Z90 * sd[i]
+        a, b = max(z[i] - Z90 * sd[i], lo[i]), min(z[i] + Z90 * sd[i], hi[i])  # an unidentified one spans its bounds
         pa, pb = (_params(np.where(np.arange(len(z)) == i, v, z), start).to_dict()[name] for v in (a, b))
         intervals[name] = [max(min(pa, pb), BOUNDS[name][0]), min(max(pa, pb), BOUNDS[name][1])]
     m_est, m_lo, m_hi = _derived_interval(z, cov_z, start, lambda p: p.mean_elongation)
-    intervals["mean_elongation"] = [max(m_lo, 1.0), m_hi]
+    m_max = GrainParams(elongation_log_mean=BOUNDS["elongation_log_mean"][1], elongation_log_sd=BOUNDS["elongation_log_sd"][1]).mean_elongation
+    intervals["mean_elongation"] = [max(m_lo, 1.0), min(m_hi, m_max)]
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov_z / np.outer(sd, sd)
     return {
