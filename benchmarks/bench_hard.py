@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine_line  # noqa: E402
+from _common import RESULTS, machine_line  # noqa: E402
 
 #: (voxel size um, shape, seed, cycles): seeds unseen by the model; two scans at 0.07 um (~60 particles each).
 SCANS = [(0.2, (160, 384, 384), 3001, 50), (0.07, (192, 512, 512), 3002, 50), (0.07, (192, 512, 512), 3003, 50)]
@@ -217,8 +217,6 @@ ABLATION_SHAPE, ABLATION_SEED = (96, 256, 256), 3101
 
 def ablation(scratch: Path, model_dir: Path) -> list[dict]:
     """AP and error sources at 0.2 um on a smaller scan: default, hard, and hard less one knob group."""
-    import tifffile
-
     from nmc_assets.beamline.defaults import PRESETS, preset_config
     from nmc_assets.beamline.render import RenderParams
     from nmc_assets.beamline.simulate import simulate_scan, write_scan
