@@ -5,8 +5,10 @@ A particle is a connected region of good (indexed, quality-passing) points after
 ``min_particle_area_px``. Each particle becomes a :class:`~nmc_assets.particles.sections.Section`: its
 bounding box with one pixel of margin, grains relabelled 1..K, 0 outside the particle, pixel size = the
 map step (um). Points inside a particle that are in no grain (not indexed, low quality, grains below the
-minimum size) take the nearest grain's label when ``fill_unindexed`` (otherwise they would read as holes
-outside the particle).
+minimum size) take a neighbouring grain's label when ``fill_unindexed`` (otherwise they would read as holes
+outside the particle): by default the weighted majority of the grains around them (``fill_method``), which
+keeps boundaries where the measured points put them; the nearest grain splits a misindexed boundary band at
+random and leaves ragged boundaries.
 
 Per-grain table (one row per section grain): the grain's mean orientation (Bunge Euler, deg, averaged over
 its measured points after moving each to the symmetry-equivalent nearest the grain's orientation), its
@@ -40,7 +42,10 @@ class SectionSettings(GrainSettings):
 
     closing_radius_px: int = setting(2, "particles: good points are closed by a disk of this radius (bridges misindexed gaps)")
     min_particle_area_px: int = setting(200, "particles smaller than this many points are dropped")
-    fill_unindexed: bool = setting(True, "points inside a particle that are in no grain take the nearest grain's label")
+    fill_unindexed: bool = setting(True, "points inside a particle that are in no grain take a neighbouring grain's label")
+    fill_method: str = setting("majority", "majority (weighted vote of the grains within fill_radius_px, gaps filled from their "
+                               "edges inwards) | nearest (nearest grain: splits misindexed boundary points at random)")
+    fill_radius_px: int = setting(2, "majority fill: neighbourhood radius (points)")
     skip_border_particles: bool = setting(False, "drop particles that touch the map border (cut by the scan area)")
     max_section_px: int = setting(512, "sections wider or taller than this are resampled (nearest neighbour) to fit, with "
                                   "a coarser pixel size: the calibration renders model sections at the observed pixel "
@@ -158,7 +163,7 @@ def map_sections(m: EbsdMap, settings: SectionSettings | None = None) -> tuple[l
         measured = np.where(region, grains[r0:r1, c0:c1], 0)
         if not (measured > 0).any():
             continue
-        lab = fill_from_neighbours(measured, region) if s.fill_unindexed else measured
+        lab = fill_from_neighbours(measured, region, s.fill_method, s.fill_radius_px) if s.fill_unindexed else measured
         seq, fw, _ = relabel_sequential(lab)
         if seq.max() > np.iinfo(np.uint16).max:
             raise EbsdError(m.source, f"particle {k} has {seq.max()} grains, more than a uint16 section holds")
