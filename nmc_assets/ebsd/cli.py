@@ -41,7 +41,7 @@ _GRAIN_OPTIONS = ("threshold_deg", "min_grain_size", "min_confidence", "max_mad_
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="ebsd_command", metavar="<grains|sections|virtual>", required=True)
     g = sub.add_parser("grains", help="rebuild grains of one map: uint32 label TIFF on the map's grid (0 = no grain)")
-    g.add_argument("map", help="EBSD map: .ang, .ctf, .cpr (+ .crc), .h5")
+    g.add_argument("map", help="EBSD map: .ang, .ctf, .cpr (+ .crc), .h5oina, .h5")
     g.add_argument("--out", required=True, help="output TIFF")
     _add_settings(g, _GRAIN_OPTIONS)
     s = sub.add_parser("sections", help="one grain-label section per particle, as grain_sections reads them")

@@ -51,6 +51,13 @@ class SectionSettings(GrainSettings):
                                   "a coarser pixel size: the calibration renders model sections at the observed pixel "
                                   "size, and an 8 nm, 1000-pixel section costs it tens of GiB (0 = never)")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fill_method not in ("majority", "nearest"):
+            raise ValueError(f"fill_method must be 'majority' or 'nearest', got {self.fill_method!r}")
+        if self.fill_radius_px < 1:
+            raise ValueError(f"fill_radius_px must be >= 1, got {self.fill_radius_px}")
+
 
 def find_particles(good: np.ndarray, closing_radius_px: int = 2, min_area_px: int = 200) -> np.ndarray:
     """Particle labels (rows, cols) int32 of a good-point mask: closing, hole filling, small regions removed,
