@@ -31,7 +31,7 @@ def _add_settings(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
         if f.type in (bool, "bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=description(f))
         else:
-            kind = int if f.type in (int, "int") else float
+            kind = int if f.type in (int, "int") else str if f.type in (str, "str") else float
             p.add_argument(flag, type=kind, default=f.default, help=f"{description(f)} (default {f.default})")
 
 

@@ -96,3 +96,22 @@ def test_oxford_quality_figures_mask_points(shared_ebsd):
     assert 0.7 < keep.mean() < 0.9
     lab = rebuild_grains(m, GrainSettings(max_mad_deg=thr_mad, min_band_contrast=thr_bc, min_grain_size=0))
     assert (lab[~keep] == 0).all() and (lab[keep] > 0).all()
+
+
+def test_majority_fill_restores_a_boundary_that_nearest_fill_leaves_ragged():
+    truth = np.where(np.arange(24)[None, :] < 12, 1, 2).repeat(24, axis=0)
+    rng = np.random.default_rng(0)
+    gaps = np.zeros(truth.shape, bool)
+    gaps[:, 11:13] = rng.random((24, 2)) < 0.3  # misindexed points along the boundary, both sides
+    gaps[5, 3] = gaps[17, 20] = True  # and inside the grains
+    measured = np.where(gaps, 0, truth)
+    region = np.ones(truth.shape, bool)
+    region[:, 0] = False
+    majority = fill_from_neighbours(measured, region)
+    nearest = fill_from_neighbours(measured, region, method="nearest")
+    assert (majority[:, 0] == 0).all() and (majority[region] > 0).all()
+    assert (majority[region] != truth[region]).sum() <= 1 < (nearest[region] != truth[region]).sum()
+    assert majority[5, 3] == 1 and majority[17, 20] == 2
+    np.testing.assert_array_equal(fill_from_neighbours(measured, region, radius_px=1)[5, 3], 1)
+    with pytest.raises(ValueError, match="fill method"):
+        fill_from_neighbours(measured, region, method="mode")

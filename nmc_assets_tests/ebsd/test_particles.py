@@ -96,3 +96,14 @@ def test_fine_sections_are_resampled_to_a_bounded_size():
     # the particle keeps its area (within the pixelation of an 11-pixel disc)
     for a, b in zip(full, small):
         assert b.mask.sum() * b.pixel_size_um**2 == pytest.approx(a.mask.sum() * a.pixel_size_um**2, rel=0.15)
+
+
+def test_fill_settings_are_checked_and_nearest_fill_stays_available():
+    with pytest.raises(ValueError, match="fill_method"):
+        SectionSettings(fill_method="mode")
+    with pytest.raises(ValueError, match="fill_radius_px"):
+        SectionSettings(fill_radius_px=0)
+    m = _two_particles()
+    a = map_sections(m, SectionSettings(min_particle_area_px=50))[0]
+    b = map_sections(m, SectionSettings(min_particle_area_px=50, fill_method="nearest"))[0]
+    assert [s.name for s in a] == [s.name for s in b] and all((s.labels > 0).sum() == (t.labels > 0).sum() for s, t in zip(a, b))
