@@ -44,7 +44,7 @@ def _sections(folder: Path, n_maps: int, kind: str, clean: bool = False, fill: s
             noise = {"boundary_misindex": 0.0, "low_confidence_fraction": 0.0} if clean else {}
             write_virtual_maps(d, n_maps // 2, VirtualEbsdSettings(grid=grid, radius_um=3.0, step_um=0.1, **noise), params=ref, seed=seed)
         if kind == "ebsd":
-            out += read_cross_sections(d, SectionSettings(min_grain_size=3, fill_method=fill))[0]
+            out += read_cross_sections(d, SectionSettings(min_grain_size=3, fill_method=fill, fill_by_orientation=fill != "nearest"))[0]
         else:
             out += [Section(tifffile.imread(p).astype(np.uint16), 0.1, p.stem) for p in sorted((d / "truth").glob("*.tif"))]
     return ref, out

@@ -19,7 +19,7 @@ from nmc_assets.ebsd.maps import EbsdError, EbsdMap
 from nmc_assets.settings import setting
 
 __all__ = ["GrainSettings", "quality_mask", "neighbour_disorientations", "neighbour_connected", "rebuild_grains",
-           "fill_from_neighbours"]
+           "fill_from_neighbours", "join_by_orientation"]
 
 
 @dataclass(frozen=True)
@@ -155,10 +155,55 @@ def fill_from_neighbours(labels: np.ndarray, region: np.ndarray, method: str = "
     return np.where(region, lab, 0).astype(labels.dtype)
 
 
+def _window(radius: int) -> list[tuple[int, int]]:
+    """(row, col) offsets of the points within ``radius`` (Euclidean), the centre excluded."""
+    return [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1)
+            if (dr or dc) and dr * dr + dc * dc <= radius * radius]
+
+
+def _neighbour_labels(lab: np.ndarray, r: np.ndarray, c: np.ndarray, offsets) -> np.ndarray:
+    """(n, k) labels at ``offsets`` around the points (r, c) (0 beyond the map)."""
+    pad = max(max(abs(dr), abs(dc)) for dr, dc in offsets)
+    padded = np.pad(lab, pad)
+    return np.stack([padded[r + pad + dr, c + pad + dc] for dr, dc in offsets], axis=1)
+
+
+def join_by_orientation(m: EbsdMap, grains: np.ndarray, points: np.ndarray, grain_quats: np.ndarray,
+                        grain_phase: np.ndarray, threshold_deg: float, radius_px: int = 2) -> np.ndarray:
+    """``grains`` with each indexed point of ``points`` (bool; e.g. indexed but below the quality thresholds)
+    joined to the grain within ``radius_px`` whose mean orientation (``grain_quats`` (N, 4), orix convention;
+    ``grain_phase`` (N,)) is closest to the point's own, when of the same phase and within ``threshold_deg``
+    (disorientation under the phase's symmetry): a low-confidence point that still carries its grain's
+    orientation stays in its grain (OIM's neighbour orientation correlation); misindexed points stay out."""
+    from orix.quaternion import Orientation
+
+    out = grains.copy()
+    r, c = np.nonzero(points & m.indexed & (grains == 0))
+    if len(r) == 0 or grains.max() == 0:
+        return out
+    cand = _neighbour_labels(grains, r, c, _window(max(int(radius_px), 1)))
+    keys = np.unique(np.arange(len(r))[:, None] * (int(grains.max()) + 1) + cand, axis=None)
+    pt, g = np.divmod(keys, int(grains.max()) + 1)
+    keep = (g > 0) & (grain_phase[np.maximum(g, 1) - 1] == m.phase_id[r[pt], c[pt]])
+    pt, g = pt[keep], g[keep]
+    angle = np.full(len(pt), np.inf)
+    for pid, phase in m.phases.items():
+        sel = grain_phase[g - 1] == pid
+        if sel.any():
+            sym = phase.symmetry()
+            o1 = Orientation.from_euler(m.euler_rad[r[pt[sel]], c[pt[sel]]], symmetry=sym)
+            angle[sel] = o1.angle_with(Orientation(grain_quats[g[sel] - 1], symmetry=sym), degrees=True)
+    ok = angle <= threshold_deg
+    pt, g, angle = pt[ok], g[ok], angle[ok]
+    order = np.lexsort((angle, pt))  # per point, the closest grain first
+    first = order[np.unique(pt[order], return_index=True)[1]]
+    out[r[pt[first]], c[pt[first]]] = g[first]
+    return out
+
+
 def _majority_fill(lab: np.ndarray, region: np.ndarray, radius: int, max_rounds: int = 1000) -> np.ndarray:
     """Fill the 0s of ``region`` by weighted votes of labelled points within ``radius``, in rounds."""
-    offsets = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1)
-               if (dr or dc) and dr * dr + dc * dc <= radius * radius]
+    offsets = _window(radius)
     weight = np.array([1.0 / (dr * dr + dc * dc) for dr, dc in offsets])
     lab = lab.astype(np.int64)
     todo = region & (lab == 0)
@@ -166,8 +211,7 @@ def _majority_fill(lab: np.ndarray, region: np.ndarray, radius: int, max_rounds:
         if not todo.any():
             break
         r, c = np.nonzero(todo)
-        padded = np.pad(lab, radius)
-        votes = np.stack([padded[r + radius + dr, c + radius + dc] for dr, dc in offsets], axis=1)  # (n, k)
+        votes = _neighbour_labels(lab, r, c, offsets)  # (n, k)
         best = _weighted_mode(votes, weight)
         ok = best > 0
         if not ok.any():
