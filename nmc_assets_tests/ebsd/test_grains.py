@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from nmc_assets.ebsd.grains import GrainSettings, fill_from_neighbours, neighbour_disorientations, rebuild_grains
+from nmc_assets.ebsd.grains import GrainSettings, fill_from_neighbours, neighbour_disorientations, quality_mask, rebuild_grains
 from nmc_assets.ebsd.maps import EbsdError
 from nmc_assets_tests.ebsd.conftest import two_grain_map
 
@@ -115,3 +115,24 @@ def test_majority_fill_restores_a_boundary_that_nearest_fill_leaves_ragged():
     np.testing.assert_array_equal(fill_from_neighbours(measured, region, radius_px=1)[5, 3], 1)
     with pytest.raises(ValueError, match="fill method"):
         fill_from_neighbours(measured, region, method="mode")
+
+
+def test_low_quality_points_join_the_grain_of_their_orientation():
+    from nmc_assets.ebsd.grains import join_by_orientation
+    from nmc_assets.ebsd.particles import mean_orientations
+
+    m = two_grain_map([0, 0, 0], [math.radians(30), 0, 0])  # left / right halves, 30 deg apart
+    m.quality["ci"] = np.full(m.shape, 0.5)
+    m.quality["ci"][3:6, 7] = 0.05  # low confidence, left grain's orientation, at the boundary
+    m.quality["ci"][8, 8] = 0.05
+    m.euler_rad[8, 8] = [math.radians(29), 0, 0]  # right grain's orientation (1 deg off)
+    m.quality["ci"][10, 7] = 0.05
+    m.euler_rad[10, 7] = [1.0, 1.0, 1.0]  # misindexed: no grain within 5 deg
+    s = GrainSettings(min_confidence=0.1, min_grain_size=0)
+    keep = quality_mask(m, s)
+    grains = rebuild_grains(m, s, keep)
+    quats, phase_of = mean_orientations(m, grains, int(grains.max()))
+    joined = join_by_orientation(m, grains, ~keep, quats, phase_of, 5.0)
+    assert (joined[3:6, 7] == grains[0, 0]).all() and joined[8, 8] == grains[0, -1] and joined[10, 7] == 0
+    np.testing.assert_array_equal(joined[keep], grains[keep])
+    assert (join_by_orientation(m, grains, ~keep, quats, phase_of, 0.5)[8, 8]) == 0
