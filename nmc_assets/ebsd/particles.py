@@ -44,6 +44,8 @@ class SectionSettings(GrainSettings):
     closing_radius_px: int = setting(2, "particles: good points are closed by a disk of this radius (bridges misindexed gaps)")
     min_particle_area_px: int = setting(200, "particles smaller than this many points are dropped")
     fill_unindexed: bool = setting(True, "points inside a particle that are in no grain take a neighbouring grain's label")
+    particle_rim: bool = setting(True, "indexed points of any quality next to a particle belong to it (misindexed points "
+                                 "on its outline would otherwise notch it)")
     fill_method: str = setting("majority", "majority (weighted vote of the grains within fill_radius_px, gaps filled from their "
                                "edges inwards) | nearest (nearest grain: splits misindexed boundary points at random)")
     fill_radius_px: int = setting(2, "majority fill: neighbourhood radius (points)")
@@ -155,6 +157,11 @@ def particle_grains(m: EbsdMap, settings: SectionSettings | None = None) -> dict
     particles = find_particles(good, s.closing_radius_px, s.min_particle_area_px)
     if particles.max() == 0:
         raise EbsdError(m.source, f"no particle: no connected region of at least {s.min_particle_area_px} good points")
+    if s.particle_rim:
+        from skimage.segmentation import expand_labels
+
+        grown = expand_labels(particles, 1)
+        particles = np.where((particles == 0) & m.indexed, grown, particles).astype(np.int32)
     quats, phase_of = mean_orientations(m, grains, int(grains.max()))
     filled = np.where(particles > 0, grains, 0)
     if s.fill_unindexed:
