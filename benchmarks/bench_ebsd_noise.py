@@ -4,8 +4,8 @@ Virtual ``.ang`` maps (as ``bench_ebsd_calibration``: R = 3 um, 0.1 um step, the
 square / half hexagonal grid) with and without misindexing noise (30 % of boundary points, 2 % of the
 others: random orientation, CI < 0.08, so masked) go through the EBSD path (minimum grain size 3) with each
 fill of the masked points (``nearest``: the fill before 2026-11-30; ``majority``: weighted vote of the
-neighbouring grains; ``default``: low-quality points whose orientation matches a neighbouring grain join it
-first, then the majority). Each
+neighbouring grains; ``default``: indexed points next to a particle belong to it, low-quality points whose
+orientation matches a neighbouring grain join it, then the majority). Each
 map carries its truth, so per map: the section descriptors (grain area, aspect ratio, angle to the radial
 direction, grains per section; ``nmc_assets.synthesis.sections``) against the truth label sections of the same
 particles (1-Wasserstein distance), the per-grain IoU of the rebuilt grains with the truth grains (truth
@@ -32,9 +32,9 @@ from _common import REPO, RESULTS, load_average
 from _synthesis_common import reference
 
 #: Fills compared: name -> SectionSettings fields. "nearest" is the path before 2026-11-30 20:00; "default" today's.
-FILLS = {"nearest": {"fill_method": "nearest", "fill_by_orientation": False},
-         "majority": {"fill_method": "majority", "fill_by_orientation": False},
-         "default": {"fill_method": "majority", "fill_by_orientation": True}}
+FILLS = {"nearest": {"fill_method": "nearest", "fill_by_orientation": False, "particle_rim": False},
+         "majority": {"fill_method": "majority", "fill_by_orientation": False, "particle_rim": False},
+         "default": {"fill_method": "majority", "fill_by_orientation": True, "particle_rim": True}}
 
 
 def _maps(folder: Path, n_maps: int, clean: bool) -> list:
@@ -85,10 +85,11 @@ def measure(maps, fill: str) -> dict:
 
     s = SectionSettings(min_grain_size=3, **FILLS[fill])
     t0 = time.perf_counter()
-    sections, ious, wrong, masked = [], [], 0, 0
+    sections, ious, wrong, masked, missing, area = [], [], 0, 0, 0, 0
     for m, truth in maps:
         sections += map_sections(m, s)[0]
         measured, lab, region = _filled(m, s)
+        missing, area = missing + int((~region & (truth > 0)).sum()), area + int((truth > 0).sum())
         b, w, n = _scores(measured, lab, region, truth)
         ious.append(b)
         wrong, masked = wrong + w, masked + n
@@ -96,7 +97,7 @@ def measure(maps, fill: str) -> dict:
     truth_secs = [Section(t.astype(np.uint16), m.step_um, f"t{i}") for i, (m, t) in enumerate(maps)]
     obs, ref = descriptor_samples(sections), descriptor_samples(truth_secs)
     iou = np.concatenate(ious)
-    return {"fill": fill, "n_sections": len(sections), "w1_vs_truth": descriptor_distances(obs, ref),
+    return {"fill": fill, "n_sections": len(sections), "particle_missing_fraction": missing / max(area, 1), "w1_vs_truth": descriptor_distances(obs, ref),
             "mean": {k: float(v.mean()) for k, v in obs.items()}, "truth_mean": {k: float(v.mean()) for k, v in ref.items()},
             "split_half_w1_truth": descriptor_distances(descriptor_samples(truth_secs[::2]), descriptor_samples(truth_secs[1::2])),
             "iou_mean": float(iou.mean()), "iou_ge_0.8": float((iou >= 0.8).mean()), "masked_points": masked,
@@ -155,7 +156,8 @@ def main() -> None:
         f.write(json.dumps(record) + "\n")
     for r in rows:
         print(r["maps"], r["fill"], {k: round(v, 3) for k, v in r["w1_vs_truth"].items()}, {k: round(v, 3) for k, v in r["mean"].items()},
-              f"IoU {r['iou_mean']:.3f} ({r['iou_ge_0.8']:.3f} >= 0.8), masked wrong {r['masked_wrong_fraction']:.3f}")
+              f"IoU {r['iou_mean']:.3f} ({r['iou_ge_0.8']:.3f} >= 0.8), masked wrong {r['masked_wrong_fraction']:.3f}, "
+              f"particle points missing {r['particle_missing_fraction']:.4f}")
     print("truth", {k: round(v, 3) for k, v in rows[0]["truth_mean"].items()}, "split-half", {k: round(v, 3) for k, v in rows[0]["split_half_w1_truth"].items()})
     for r in record["real_maps"]:
         print(r)
