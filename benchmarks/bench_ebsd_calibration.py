@@ -27,7 +27,14 @@ from _common import RESULTS, load_average
 from _synthesis_common import reference
 
 
-def _sections(folder: Path, n_maps: int, kind: str, clean: bool = False, fill: str = "majority"):
+#: EBSD fill settings: "nearest" is the path before 2026-11-30 20:00, "majority+orientation+rim" today's defaults.
+_PATHS = {"nearest": {"fill_method": "nearest", "fill_by_orientation": False, "particle_rim": False},
+          "majority": {"fill_method": "majority", "fill_by_orientation": False, "particle_rim": False},
+          "nearest+orientation+rim": {"fill_method": "nearest", "fill_by_orientation": True, "particle_rim": True},
+          "majority+orientation+rim": {"fill_method": "majority", "fill_by_orientation": True, "particle_rim": True}}
+
+
+def _sections(folder: Path, n_maps: int, kind: str, clean: bool = False, fill: str = "majority+orientation+rim"):
     import numpy as np
     import tifffile
 
@@ -44,13 +51,13 @@ def _sections(folder: Path, n_maps: int, kind: str, clean: bool = False, fill: s
             noise = {"boundary_misindex": 0.0, "low_confidence_fraction": 0.0} if clean else {}
             write_virtual_maps(d, n_maps // 2, VirtualEbsdSettings(grid=grid, radius_um=3.0, step_um=0.1, **noise), params=ref, seed=seed)
         if kind == "ebsd":
-            out += read_cross_sections(d, SectionSettings(min_grain_size=3, fill_method=fill, fill_by_orientation=fill != "nearest", particle_rim=fill != "nearest"))[0]
+            out += read_cross_sections(d, SectionSettings(min_grain_size=3, **_PATHS[fill]))[0]
         else:
             out += [Section(tifffile.imread(p).astype(np.uint16), 0.1, p.stem) for p in sorted((d / "truth").glob("*.tif"))]
     return ref, out
 
 
-def run(kind: str, folder: str, n_maps: int, steps: int, seed: int, clean: bool = False, fill: str = "majority") -> dict:
+def run(kind: str, folder: str, n_maps: int, steps: int, seed: int, clean: bool = False, fill: str = "majority+orientation+rim") -> dict:
     import numpy as np
     import torch
 
@@ -67,7 +74,7 @@ def run(kind: str, folder: str, n_maps: int, steps: int, seed: int, clean: bool 
     gan.train()
     seconds = time.perf_counter() - t0
     rep = calibration_report(sections, gan.calibrated_params(), ref, seed=7, learned=list(cfg.learned))
-    return {"kind": kind + ("_no_noise" if clean else ""), "fill": (fill if fill == "nearest" else "majority+orientation+rim") if kind == "ebsd" else None, "n_sections": len(sections), "grains_per_section": float(np.mean([s.labels.max() for s in sections])),
+    return {"kind": kind + ("_no_noise" if clean else ""), "fill": fill if kind == "ebsd" else None, "n_sections": len(sections), "grains_per_section": float(np.mean([s.labels.max() for s in sections])),
             "steps": steps, "seed": seed, "sections_seconds": t_sections, "train_seconds": seconds,
             "calibrated": gan.calibrated_params().to_dict(), "relative_error": rep.get("relative_error", {}),
             "distance_ratio": rep["distance_ratio"], "load_average_end": load_average()}
@@ -79,7 +86,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-noise", action="store_true", help="maps without misindexing (what the noise costs)")
-    ap.add_argument("--fill", default="majority", choices=["majority", "nearest"], help="EBSD path: majority (today's defaults: orientation join, particle rim, majority fill) or nearest (before 2026-11-30 20:00)")
+    ap.add_argument("--fill", default="majority+orientation+rim", choices=list(_PATHS), help="EBSD fill settings (_PATHS)")
     ap.add_argument("--kinds", nargs="+", default=["ebsd", "truth_labels"], choices=["ebsd", "truth_labels"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
