@@ -48,12 +48,12 @@ class GrainSectionsConfig(CoreSettingsConfig):
     n_sections: int = Field(default=0, description="pseudo-EBSD: number of sections; 0 = the reference file's count (256)")
 
 
-@dg.asset(group_name=GROUP, kinds={"numpy", "file"}, code_version="grain-sections-v2", owners=["team:synthesis"])
+@dg.asset(group_name=GROUP, kinds={"numpy", "file"}, code_version="grain-sections-v3", owners=["team:synthesis"])
 def grain_sections(context: dg.AssetExecutionContext, config: GrainSectionsConfig, data_root: DataRootResource) -> dg.MaterializeResult:
     """2D grain-label cross-sections used to calibrate the grain model (the EBSD side of the model).
 
     User data from ``cross_sections/`` when present: uint16 TIFF + ``{"pixel_size_um"}`` sidecar (docs/design.md §3.1)
-    and EBSD maps (``.ang``, ``.ctf``, ``.cpr``/``.crc``, ``.h5``), whose grains are rebuilt and whose particles
+    and EBSD maps (``.ang``, ``.ctf``, ``.cpr``/``.crc``, ``.h5oina``, ``.h5``), whose grains are rebuilt and whose particles
     become one section each (:mod:`nmc_assets.ebsd`; per-grain table ``ebsd_grains.parquet``); otherwise embedded pseudo-EBSD sections: hard-tessellation planar sections (random orientation, offset
     up to half the radius) of particles drawn from a packaged reference parameter set. The reference is
     recorded in ``reference_params.json`` next to the sections for the quality check only; the calibration

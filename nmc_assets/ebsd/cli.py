@@ -31,7 +31,7 @@ def _add_settings(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
         if f.type in (bool, "bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=description(f))
         else:
-            kind = int if f.type in (int, "int") else float
+            kind = int if f.type in (int, "int") else str if f.type in (str, "str") else float
             p.add_argument(flag, type=kind, default=f.default, help=f"{description(f)} (default {f.default})")
 
 
@@ -41,7 +41,7 @@ _GRAIN_OPTIONS = ("threshold_deg", "min_grain_size", "min_confidence", "max_mad_
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="ebsd_command", metavar="<grains|sections|virtual>", required=True)
     g = sub.add_parser("grains", help="rebuild grains of one map: uint32 label TIFF on the map's grid (0 = no grain)")
-    g.add_argument("map", help="EBSD map: .ang, .ctf, .cpr (+ .crc), .h5")
+    g.add_argument("map", help="EBSD map: .ang, .ctf, .cpr (+ .crc), .h5oina, .h5")
     g.add_argument("--out", required=True, help="output TIFF")
     _add_settings(g, _GRAIN_OPTIONS)
     s = sub.add_parser("sections", help="one grain-label section per particle, as grain_sections reads them")

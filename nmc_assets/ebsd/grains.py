@@ -1,5 +1,6 @@
 """Grains from an orientation map: neighbour disorientations with each phase's crystal symmetry, a
-threshold, connected components, a minimum grain size, and optional filling of the points left over.
+threshold, connected components, a minimum grain size, and optional filling of the points left over
+(weighted majority of the neighbouring grains, or the nearest grain).
 
 Two 4-neighbours are in one grain when both are indexed, of the same phase, and their disorientation (the
 smallest rotation angle between them over the phase's proper rotation group, orix ``Orientation.angle_with``)
@@ -18,7 +19,7 @@ from nmc_assets.ebsd.maps import EbsdError, EbsdMap
 from nmc_assets.settings import setting
 
 __all__ = ["GrainSettings", "quality_mask", "neighbour_disorientations", "neighbour_connected", "rebuild_grains",
-           "fill_from_neighbours"]
+           "fill_from_neighbours", "join_by_orientation"]
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,111 @@ def rebuild_grains(m: EbsdMap, settings: GrainSettings | None = None, keep: np.n
     return lut[np.searchsorted(ids, comp)].reshape(rows, cols)
 
 
-def fill_from_neighbours(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """``labels`` with every 0 inside ``region`` (bool, same shape) set to the label of the nearest grain
-    (Euclidean, ``scipy.ndimage.distance_transform_edt``); outside ``region`` everything is 0."""
+def fill_from_neighbours(labels: np.ndarray, region: np.ndarray, method: str = "majority", radius_px: int = 2) -> np.ndarray:
+    """``labels`` with every 0 inside ``region`` (bool, same shape) given a grain; outside ``region`` everything is 0.
+
+    ``majority`` (default): each point takes the grain with the largest vote among the labelled points within
+    ``radius_px`` (Euclidean; votes weighted 1 / distance^2), repeated from the edges of the gaps inwards until
+    every point is filled (DREAM.3D "Fill Bad Data", OIM "grain dilation"). ``nearest``: the nearest grain
+    (``scipy.ndimage.distance_transform_edt``; a point between two grains goes to whichever the transform's
+    tie-break picks, so gaps along boundaries are split at random: ragged boundaries).
+    """
     from scipy import ndimage as ndi
 
+    if method not in ("majority", "nearest"):
+        raise ValueError(f"fill method must be 'majority' or 'nearest', got {method!r}")
     if not (labels > 0).any():
         return np.zeros_like(labels)
-    _, (ri, ci) = ndi.distance_transform_edt(labels == 0, return_indices=True)
-    return np.where(region, labels[ri, ci], 0).astype(labels.dtype)
+    lab = np.where(region, labels, 0)
+    if method == "majority":
+        lab = _majority_fill(lab, region, max(int(radius_px), 1))
+    if (region & (lab == 0)).any():  # gaps no vote reached (e.g. a particle part without a labelled point)
+        _, (ri, ci) = ndi.distance_transform_edt(lab == 0, return_indices=True)
+        lab = lab[ri, ci]
+    return np.where(region, lab, 0).astype(labels.dtype)
+
+
+def _window(radius: int) -> list[tuple[int, int]]:
+    """(row, col) offsets of the points within ``radius`` (Euclidean), the centre excluded."""
+    return [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1)
+            if (dr or dc) and dr * dr + dc * dc <= radius * radius]
+
+
+def _neighbour_labels(lab: np.ndarray, r: np.ndarray, c: np.ndarray, offsets) -> np.ndarray:
+    """(n, k) labels at ``offsets`` around the points (r, c) (0 beyond the map)."""
+    pad = max(max(abs(dr), abs(dc)) for dr, dc in offsets)
+    padded = np.pad(lab, pad)
+    return np.stack([padded[r + pad + dr, c + pad + dc] for dr, dc in offsets], axis=1)
+
+
+def join_by_orientation(m: EbsdMap, grains: np.ndarray, points: np.ndarray, grain_quats: np.ndarray,
+                        grain_phase: np.ndarray, threshold_deg: float, radius_px: int = 2) -> np.ndarray:
+    """``grains`` with each indexed point of ``points`` (bool; e.g. indexed but below the quality thresholds)
+    joined to the grain within ``radius_px`` whose mean orientation (``grain_quats`` (N, 4), orix convention;
+    ``grain_phase`` (N,)) is closest to the point's own, when of the same phase and within ``threshold_deg``
+    (disorientation under the phase's symmetry): a low-confidence point that still carries its grain's
+    orientation stays in its grain (OIM's neighbour orientation correlation); misindexed points stay out."""
+    from orix.quaternion import Orientation
+
+    out = grains.copy()
+    r, c = np.nonzero(points & m.indexed & (grains == 0))
+    if len(r) == 0 or grains.max() == 0:
+        return out
+    cand = _neighbour_labels(grains, r, c, _window(max(int(radius_px), 1)))
+    keys = np.unique(np.arange(len(r))[:, None] * (int(grains.max()) + 1) + cand, axis=None)
+    pt, g = np.divmod(keys, int(grains.max()) + 1)
+    keep = (g > 0) & (grain_phase[np.maximum(g, 1) - 1] == m.phase_id[r[pt], c[pt]])
+    pt, g = pt[keep], g[keep]
+    angle = np.full(len(pt), np.inf)
+    for pid, phase in m.phases.items():
+        sel = grain_phase[g - 1] == pid
+        if sel.any():
+            sym = phase.symmetry()
+            o1 = Orientation.from_euler(m.euler_rad[r[pt[sel]], c[pt[sel]]], symmetry=sym)
+            angle[sel] = o1.angle_with(Orientation(grain_quats[g[sel] - 1], symmetry=sym), degrees=True)
+    ok = angle <= threshold_deg
+    pt, g, angle = pt[ok], g[ok], angle[ok]
+    order = np.lexsort((angle, pt))  # per point, the closest grain first
+    first = order[np.unique(pt[order], return_index=True)[1]]
+    out[r[pt[first]], c[pt[first]]] = g[first]
+    return out
+
+
+def _majority_fill(lab: np.ndarray, region: np.ndarray, radius: int, max_rounds: int = 1000) -> np.ndarray:
+    """Fill the 0s of ``region`` by weighted votes of labelled points within ``radius``, in rounds."""
+    offsets = _window(radius)
+    weight = np.array([1.0 / (dr * dr + dc * dc) for dr, dc in offsets])
+    lab = lab.astype(np.int64)
+    todo = region & (lab == 0)
+    for _ in range(max_rounds):
+        if not todo.any():
+            break
+        r, c = np.nonzero(todo)
+        votes = _neighbour_labels(lab, r, c, offsets)  # (n, k)
+        best = _weighted_mode(votes, weight)
+        ok = best > 0
+        if not ok.any():
+            break
+        lab[r[ok], c[ok]] = best[ok]
+        todo[r[ok], c[ok]] = False
+    return lab
+
+
+def _weighted_mode(votes: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per row of ``votes`` (n, k) labels (0 = no vote), the label with the largest summed ``weight`` (k,);
+    ties go to the smaller label; 0 for rows without votes."""
+    n, k = votes.shape
+    row = np.repeat(np.arange(n), k)
+    val = votes.ravel()
+    keep = val > 0
+    best = np.zeros(n, np.int64)
+    if not keep.any():
+        return best
+    base = int(val.max()) + 1
+    keys, inv = np.unique(row[keep] * base + val[keep], return_inverse=True)
+    total = np.bincount(inv, np.tile(weight, n)[keep])
+    key_row, key_val = np.divmod(keys, base)
+    order = np.lexsort((key_val, -total, key_row))  # per row: largest weight first, then smaller label
+    first = order[np.unique(key_row[order], return_index=True)[1]]
+    best[key_row[first]] = key_val[first]
+    return best

@@ -5,8 +5,11 @@ A particle is a connected region of good (indexed, quality-passing) points after
 ``min_particle_area_px``. Each particle becomes a :class:`~nmc_assets.particles.sections.Section`: its
 bounding box with one pixel of margin, grains relabelled 1..K, 0 outside the particle, pixel size = the
 map step (um). Points inside a particle that are in no grain (not indexed, low quality, grains below the
-minimum size) take the nearest grain's label when ``fill_unindexed`` (otherwise they would read as holes
-outside the particle).
+minimum size) take a neighbouring grain's label when ``fill_unindexed`` (otherwise they would read as holes
+outside the particle): first an indexed point below the quality thresholds whose orientation lies within the
+grain threshold of a neighbouring grain's mean joins that grain (``fill_by_orientation``); the rest take the
+weighted majority of the grains around them (``fill_method``), which keeps boundaries where the measured
+points put them (the nearest grain splits a misindexed boundary band at random).
 
 Per-grain table (one row per section grain): the grain's mean orientation (Bunge Euler, deg, averaged over
 its measured points after moving each to the symmetry-equivalent nearest the grain's orientation), its
@@ -23,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nmc_assets.ebsd.grains import GrainSettings, fill_from_neighbours, quality_mask, rebuild_grains
+from nmc_assets.ebsd.grains import GrainSettings, fill_from_neighbours, join_by_orientation, quality_mask, rebuild_grains
 from nmc_assets.ebsd.maps import EbsdError, EbsdMap
 from nmc_assets.particles.sections import Section
 from nmc_assets.settings import setting
 
-__all__ = ["SectionSettings", "GRAIN_TABLE_COLUMNS", "find_particles", "map_sections", "mean_orientations"]
+__all__ = ["SectionSettings", "GRAIN_TABLE_COLUMNS", "find_particles", "particle_grains", "map_sections", "mean_orientations"]
 
 GRAIN_TABLE_COLUMNS = ("map", "section", "grain", "phase", "n_points", "area_um2", "phi1_deg", "Phi_deg", "phi2_deg",
                        "c_axis_x", "c_axis_y", "c_axis_z", "c_axis_radial_angle_deg", "touches_map_border")
@@ -40,11 +43,25 @@ class SectionSettings(GrainSettings):
 
     closing_radius_px: int = setting(2, "particles: good points are closed by a disk of this radius (bridges misindexed gaps)")
     min_particle_area_px: int = setting(200, "particles smaller than this many points are dropped")
-    fill_unindexed: bool = setting(True, "points inside a particle that are in no grain take the nearest grain's label")
+    fill_unindexed: bool = setting(True, "points inside a particle that are in no grain take a neighbouring grain's label")
+    particle_rim: bool = setting(True, "indexed points of any quality next to a particle belong to it (misindexed points "
+                                 "on its outline would otherwise notch it)")
+    fill_method: str = setting("majority", "majority (weighted vote of the grains within fill_radius_px, gaps filled from their "
+                               "edges inwards) | nearest (nearest grain: splits misindexed boundary points at random)")
+    fill_radius_px: int = setting(2, "majority fill: neighbourhood radius (points)")
+    fill_by_orientation: bool = setting(True, "before the fill, an indexed point below the quality thresholds joins the grain within "
+                                        "fill_radius_px whose mean orientation is within threshold_deg of its own (the closest)")
     skip_border_particles: bool = setting(False, "drop particles that touch the map border (cut by the scan area)")
     max_section_px: int = setting(512, "sections wider or taller than this are resampled (nearest neighbour) to fit, with "
                                   "a coarser pixel size: the calibration renders model sections at the observed pixel "
                                   "size, and an 8 nm, 1000-pixel section costs it tens of GiB (0 = never)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fill_method not in ("majority", "nearest"):
+            raise ValueError(f"fill_method must be 'majority' or 'nearest', got {self.fill_method!r}")
+        if self.fill_radius_px < 1:
+            raise ValueError(f"fill_radius_px must be >= 1, got {self.fill_radius_px}")
 
 
 def find_particles(good: np.ndarray, closing_radius_px: int = 2, min_area_px: int = 200) -> np.ndarray:
@@ -126,6 +143,38 @@ def _safe_stem(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem)[:48] or "map"
 
 
+def particle_grains(m: EbsdMap, settings: SectionSettings | None = None) -> dict[str, np.ndarray]:
+    """The map's good points ``good``, grain labels ``grains`` (0 = no grain), particle labels ``particles``,
+    the grains' mean orientations ``quats`` (N, 4) and phases ``phase_of`` (N,) (:func:`mean_orientations`),
+    and ``filled``: the grain labels with each particle's points that are in no grain filled from that
+    particle's grains (``fill_unindexed``: by orientation, then ``fill_method``), 0 outside the particles;
+    all (rows, cols) arrays."""
+    from skimage.measure import regionprops
+
+    s = settings or SectionSettings()
+    good = quality_mask(m, s)
+    grains = rebuild_grains(m, s, good)
+    particles = find_particles(good, s.closing_radius_px, s.min_particle_area_px)
+    if particles.max() == 0:
+        raise EbsdError(m.source, f"no particle: no connected region of at least {s.min_particle_area_px} good points")
+    if s.particle_rim:
+        from skimage.segmentation import expand_labels
+
+        grown = expand_labels(particles, 1)
+        particles = np.where((particles == 0) & m.indexed, grown, particles).astype(np.int32)
+    quats, phase_of = mean_orientations(m, grains, int(grains.max()))
+    filled = np.where(particles > 0, grains, 0)
+    if s.fill_unindexed:
+        joined = join_by_orientation(m, grains, (particles > 0) & ~good, quats, phase_of, s.threshold_deg,
+                                     s.fill_radius_px) if s.fill_by_orientation else grains
+        for prop in regionprops(particles):
+            box = prop.slice
+            region = prop.image
+            lab = fill_from_neighbours(np.where(region, joined[box], 0), region, s.fill_method, s.fill_radius_px)
+            filled[box][region] = lab[region]
+    return {"good": good, "grains": grains, "particles": particles, "filled": filled, "quats": quats, "phase_of": phase_of}
+
+
 def map_sections(m: EbsdMap, settings: SectionSettings | None = None) -> tuple[list[Section], pd.DataFrame, np.ndarray, np.ndarray]:
     """Sections (one per particle, named ``<map stem>_p<k>``), the per-grain table
     (:data:`GRAIN_TABLE_COLUMNS`), the map's grain labels and particle labels (rows, cols)."""
@@ -135,13 +184,9 @@ def map_sections(m: EbsdMap, settings: SectionSettings | None = None) -> tuple[l
     from skimage.segmentation import relabel_sequential
 
     s = settings or SectionSettings()
-    good = quality_mask(m, s)
-    grains = rebuild_grains(m, s, good)
-    particles = find_particles(good, s.closing_radius_px, s.min_particle_area_px)
-    if particles.max() == 0:
-        raise EbsdError(m.source, f"no particle: no connected region of at least {s.min_particle_area_px} good points")
+    pg = particle_grains(m, s)
+    grains, particles, filled, quats, phase_of = pg["grains"], pg["particles"], pg["filled"], pg["quats"], pg["phase_of"]
     n_grains = int(grains.max())
-    quats, phase_of = mean_orientations(m, grains, n_grains)
     c_axis = (~Rotation(quats)) * Vector3d.zvector()
     c_xyz = c_axis.data.reshape(-1, 3)
     euler = np.degrees(Rotation(quats).to_euler())
@@ -158,7 +203,7 @@ def map_sections(m: EbsdMap, settings: SectionSettings | None = None) -> tuple[l
         measured = np.where(region, grains[r0:r1, c0:c1], 0)
         if not (measured > 0).any():
             continue
-        lab = fill_from_neighbours(measured, region) if s.fill_unindexed else measured
+        lab = np.where(region, filled[r0:r1, c0:c1], 0)
         seq, fw, _ = relabel_sequential(lab)
         if seq.max() > np.iinfo(np.uint16).max:
             raise EbsdError(m.source, f"particle {k} has {seq.max()} grains, more than a uint16 section holds")

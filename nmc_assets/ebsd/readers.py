@@ -8,6 +8,7 @@
   the ``.crc`` a fixed-size record per point described by its ``[Fields]``. DefDAP reads this pair only
   for Laue groups 6/mmm and m-3m, not NMC's -3m, so it is read here (and checked against DefDAP's reader
   in the tests).
+- Oxford ``.h5oina`` (AZtec HDF5): read with h5py (:mod:`.h5oina`; orix does not read it).
 
 Every problem raises :class:`~nmc_assets.ebsd.maps.EbsdError` ``<file>: <problem>``.
 """
@@ -25,7 +26,7 @@ from nmc_assets.ebsd.maps import OXFORD_LAUE_GROUPS, EbsdError, EbsdMap, EbsdPha
 __all__ = ["MAP_SUFFIXES", "read_map", "resample_hex_to_square", "hex_grid_xy"]
 
 #: File suffixes read as EBSD maps (``.crc`` is the data half of a ``.cpr``).
-MAP_SUFFIXES = (".ang", ".ctf", ".cpr", ".h5", ".hdf5", ".h5ebsd")
+MAP_SUFFIXES = (".ang", ".ctf", ".cpr", ".h5", ".hdf5", ".h5ebsd", ".h5oina")
 #: ``.crc`` record fields of the ``.cpr`` ``[Fields]`` ids: id -> (name, dtype). Unknown ids are an error.
 _CRC_FIELDS = {3: ("phi1", "<f4"), 4: ("Phi", "<f4"), 5: ("phi2", "<f4"), 6: ("mad", "<f4"), 7: ("bc", "u1"),
                8: ("bs", "u1"), 10: ("bands", "u1"), 11: ("afi", "u1"), 12: ("ib6", "<f4")}
@@ -43,6 +44,10 @@ def read_map(path: str | Path) -> EbsdMap:
         raise EbsdError(path, "no such file")
     if suffix == ".cpr":
         m = _read_oxford_binary(path)
+    elif suffix == ".h5oina":
+        from nmc_assets.ebsd.h5oina import read_h5oina
+
+        m = read_h5oina(path)
     else:
         m = _read_with_orix(path, suffix)
     if not m.indexed.any():

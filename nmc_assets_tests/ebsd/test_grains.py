@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from nmc_assets.ebsd.grains import GrainSettings, fill_from_neighbours, neighbour_disorientations, rebuild_grains
+from nmc_assets.ebsd.grains import GrainSettings, fill_from_neighbours, neighbour_disorientations, quality_mask, rebuild_grains
 from nmc_assets.ebsd.maps import EbsdError
 from nmc_assets_tests.ebsd.conftest import two_grain_map
 
@@ -96,3 +96,43 @@ def test_oxford_quality_figures_mask_points(shared_ebsd):
     assert 0.7 < keep.mean() < 0.9
     lab = rebuild_grains(m, GrainSettings(max_mad_deg=thr_mad, min_band_contrast=thr_bc, min_grain_size=0))
     assert (lab[~keep] == 0).all() and (lab[keep] > 0).all()
+
+
+def test_majority_fill_restores_a_boundary_that_nearest_fill_leaves_ragged():
+    truth = np.where(np.arange(24)[None, :] < 12, 1, 2).repeat(24, axis=0)
+    rng = np.random.default_rng(0)
+    gaps = np.zeros(truth.shape, bool)
+    gaps[:, 11:13] = rng.random((24, 2)) < 0.3  # misindexed points along the boundary, both sides
+    gaps[5, 3] = gaps[17, 20] = True  # and inside the grains
+    measured = np.where(gaps, 0, truth)
+    region = np.ones(truth.shape, bool)
+    region[:, 0] = False
+    majority = fill_from_neighbours(measured, region)
+    nearest = fill_from_neighbours(measured, region, method="nearest")
+    assert (majority[:, 0] == 0).all() and (majority[region] > 0).all()
+    assert (majority[region] != truth[region]).sum() <= 1 < (nearest[region] != truth[region]).sum()
+    assert majority[5, 3] == 1 and majority[17, 20] == 2
+    np.testing.assert_array_equal(fill_from_neighbours(measured, region, radius_px=1)[5, 3], 1)
+    with pytest.raises(ValueError, match="fill method"):
+        fill_from_neighbours(measured, region, method="mode")
+
+
+def test_low_quality_points_join_the_grain_of_their_orientation():
+    from nmc_assets.ebsd.grains import join_by_orientation
+    from nmc_assets.ebsd.particles import mean_orientations
+
+    m = two_grain_map([0, 0, 0], [math.radians(30), 0, 0])  # left / right halves, 30 deg apart
+    m.quality["ci"] = np.full(m.shape, 0.5)
+    m.quality["ci"][3:6, 7] = 0.05  # low confidence, left grain's orientation, at the boundary
+    m.quality["ci"][8, 8] = 0.05
+    m.euler_rad[8, 8] = [math.radians(29), 0, 0]  # right grain's orientation (1 deg off)
+    m.quality["ci"][10, 7] = 0.05
+    m.euler_rad[10, 7] = [1.0, 1.0, 1.0]  # misindexed: no grain within 5 deg
+    s = GrainSettings(min_confidence=0.1, min_grain_size=0)
+    keep = quality_mask(m, s)
+    grains = rebuild_grains(m, s, keep)
+    quats, phase_of = mean_orientations(m, grains, int(grains.max()))
+    joined = join_by_orientation(m, grains, ~keep, quats, phase_of, 5.0)
+    assert (joined[3:6, 7] == grains[0, 0]).all() and joined[8, 8] == grains[0, -1] and joined[10, 7] == 0
+    np.testing.assert_array_equal(joined[keep], grains[keep])
+    assert (join_by_orientation(m, grains, ~keep, quats, phase_of, 0.5)[8, 8]) == 0

@@ -96,3 +96,33 @@ def test_fine_sections_are_resampled_to_a_bounded_size():
     # the particle keeps its area (within the pixelation of an 11-pixel disc)
     for a, b in zip(full, small):
         assert b.mask.sum() * b.pixel_size_um**2 == pytest.approx(a.mask.sum() * a.pixel_size_um**2, rel=0.15)
+
+
+def test_fill_settings_are_checked_and_nearest_fill_stays_available():
+    with pytest.raises(ValueError, match="fill_method"):
+        SectionSettings(fill_method="mode")
+    with pytest.raises(ValueError, match="fill_radius_px"):
+        SectionSettings(fill_radius_px=0)
+    m = _two_particles()
+    a = map_sections(m, SectionSettings(min_particle_area_px=50))[0]
+    b = map_sections(m, SectionSettings(min_particle_area_px=50, fill_method="nearest"))[0]
+    assert [s.name for s in a] == [s.name for s in b] and all((s.labels > 0).sum() == (t.labels > 0).sum() for s, t in zip(a, b))
+
+
+def test_misindexed_outline_points_stay_in_the_particle():
+    from nmc_assets.ebsd.particles import particle_grains
+
+    m = _two_particles()
+    m.quality["ci"] = np.where(m.indexed, 0.5, -1.0)
+    outline = m.indexed & ~np.pad(m.indexed[1:-1, 1:-1] & m.indexed[:-2, 1:-1] & m.indexed[2:, 1:-1]
+                                  & m.indexed[1:-1, :-2] & m.indexed[1:-1, 2:], 1)
+    rr, cc = np.mgrid[0:60, 0:100]
+    lost = outline & ((rr - 30) ** 2 + (cc - 25) ** 2 <= 15**2)  # the left disc's whole outline: low confidence
+    m.quality["ci"][lost] = 0.05
+    s = SectionSettings(min_particle_area_px=50, min_confidence=0.1)
+    with_rim = particle_grains(m, s)["particles"]
+    without = particle_grains(m, SectionSettings(min_particle_area_px=50, min_confidence=0.1, particle_rim=False))["particles"]
+    assert (with_rim[lost] > 0).all() and (without[lost] > 0).mean() < 0.5
+    discs = ((rr - 30) ** 2 + (cc - 25) ** 2 <= 15**2) | ((rr - 30) ** 2 + (cc - 75) ** 2 <= 15**2)
+    assert ((with_rim > 0) & ~discs).sum() == 0  # never beyond the indexed points
+    assert (particle_grains(m, s)["filled"][lost] > 0).all()
