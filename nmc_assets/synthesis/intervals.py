@@ -44,6 +44,9 @@ MOMENT_NAMES = ("mean_ln_area_um2", "sd_ln_area", "mean_ln_aspect", "sd_ln_aspec
                 "sd_radial_angle_deg", "ln_grains_per_um2", "mean_angle_elongated_deg", "share_isotropic")
 #: Parameters the interval estimates (unconstrained coordinates of :mod:`.parameter_space`).
 INTERVAL_PARAMETERS = ("density_per_um3", "elongation_log_mean", "elongation_log_sd", "alignment_spread_deg")
+#: Mean elongation below which grains count as near-isotropic (equiaxed: their alignment is not identified),
+#: and the alignment spread (deg) above which elongated grains have no radial preference worth the name.
+ELONGATED_MEAN, RADIAL_MAX_SPREAD_DEG = 1.5, 45.0
 #: Aspect ratio from which a grain counts as elongated / below which as near-isotropic.
 ELONGATED_ASPECT, ISOTROPIC_ASPECT = 2.0, 1.3
 #: Distance (unconstrained coordinates, ~ relative change) from the Jacobian's point beyond which it is retaken.
@@ -187,6 +190,8 @@ def moment_intervals(sections: list[Section], start: GrainParams, n_simulated: i
     m_est, m_lo, m_hi = _derived_interval(z, cov_z, start, lambda p: p.mean_elongation)
     m_max = GrainParams(elongation_log_mean=BOUNDS["elongation_log_mean"][1], elongation_log_sd=BOUNDS["elongation_log_sd"][1]).mean_elongation
     intervals["mean_elongation"] = [max(m_lo, 1.0), min(m_hi, m_max)]
+    if intervals["mean_elongation"][1] < ELONGATED_MEAN:  # near-isotropic grains have no axis: the alignment is not identified
+        intervals["alignment_spread_deg"] = list(BOUNDS["alignment_spread_deg"])
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov_z / np.outer(sd, sd)
     return {
@@ -229,16 +234,14 @@ def identified_combination(cov_z: np.ndarray) -> dict:
 
 #: Hansen's J test: below this p-value the model does not reproduce the observed section moments.
 MIN_J_P_VALUE = 0.01
-#: Mean elongation separating elongated from near-isotropic grains, and the alignment spread (deg) above
-#: which elongated grains have no radial preference worth the name.
-ELONGATED_MEAN, RADIAL_MAX_SPREAD_DEG = 1.3, 45.0
 
 
 def architecture_verdict(result: dict) -> dict:
     """Radial or not, from :func:`moment_intervals`' 90 % intervals, and whether the model fits (J test).
 
-    ``architecture``: ``radial`` (mean elongation interval above 1.3 and alignment interval below 45 deg),
-    ``equiaxed`` (mean elongation interval below 1.3: the alignment is then not identified), ``not radial``
+    ``architecture``: ``radial`` (mean elongation interval above 1.5 and alignment interval below 45 deg),
+    ``equiaxed`` (mean elongation interval below 1.5: the alignment is then not identified and its interval
+    spans its bounds), ``not radial``
     (elongated but alignment interval above 45 deg) or ``undetermined`` (an interval straddles a limit:
     more sections needed). ``model_fits``: J-test p-value >= :data:`MIN_J_P_VALUE`."""
     me_lo, me_hi = result["intervals"]["mean_elongation"]

@@ -100,3 +100,20 @@ def test_identified_combination_of_confounded_parameters():
     assert r["combination"].startswith("ln(alignment_spread_deg) + 1.00 ln(elongation_log_sd)")
     assert r["combination_sd"] == pytest.approx(math.sqrt(0.01), rel=1e-6)
     assert identified_combination(np.eye(4) * 0.04)["separable"]
+
+
+@pytest.mark.parametrize("mean_elongation, alignment, expected", [
+    ((2.2, 2.4), (14.0, 16.5), "radial"),
+    ((1.0, 1.3), (0.5, 80.0), "equiaxed"),
+    ((2.0, 2.6), (50.0, 80.0), "not radial"),
+    ((1.2, 3.1), (10.0, 60.0), "undetermined"),
+])
+def test_architecture_verdict(mean_elongation, alignment, expected):
+    from nmc_assets.synthesis.intervals import architecture_verdict
+
+    result = {"intervals": {"mean_elongation": list(mean_elongation), "alignment_spread_deg": list(alignment)},
+              "j_statistic": 4.0, "j_dof": 5, "j_p_value": 0.55}
+    v = architecture_verdict(result)
+    assert v["architecture"] == expected and v["model_fits"]
+    misfit = architecture_verdict({**result, "j_statistic": 30.0, "j_p_value": 1e-5})
+    assert not misfit["model_fits"] and "does NOT reproduce" in misfit["model_fit"]
