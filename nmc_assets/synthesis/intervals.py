@@ -232,8 +232,12 @@ def identified_combination(cov_z: np.ndarray) -> dict:
             "combination_sd": float(math.sqrt(max(vals[0], 0.0))), "sd_ln_alignment": sa, "sd_ln_log_sd": ss}
 
 
-#: Hansen's J test: below this p-value the model does not reproduce the observed section moments.
-MIN_J_P_VALUE = 0.01
+#: Hansen's J test: the model does not reproduce the observed section moments when the p-value is below
+#: MIN_J_P_VALUE *and* J / dof exceeds MAX_DISPERSION. With hundreds of sections the test alone detects
+#: misfits far below what matters: the true parameters score J / dof 2.9-3.4 (p 0.005-0.012) on 256
+#: sections of the packaged reference (benchmarks/README.md, "Calibration intervals"), because the fitted
+#: section geometry is itself an approximation; the intervals widen by J / dof in any case.
+MIN_J_P_VALUE, MAX_DISPERSION = 0.01, 4.0
 
 
 def architecture_verdict(result: dict) -> dict:
@@ -243,7 +247,7 @@ def architecture_verdict(result: dict) -> dict:
     ``equiaxed`` (mean elongation interval below 1.5: the alignment is then not identified and its interval
     spans its bounds), ``not radial``
     (elongated but alignment interval above 45 deg) or ``undetermined`` (an interval straddles a limit:
-    more sections needed). ``model_fits``: J-test p-value >= :data:`MIN_J_P_VALUE`."""
+    more sections needed). ``model_fits``: J-test p-value >= :data:`MIN_J_P_VALUE` or J / dof <= :data:`MAX_DISPERSION`."""
     me_lo, me_hi = result["intervals"]["mean_elongation"]
     al_lo, al_hi = result["intervals"]["alignment_spread_deg"]
     if me_hi < ELONGATED_MEAN:
@@ -254,7 +258,7 @@ def architecture_verdict(result: dict) -> dict:
         arch, why = "radial", f"elongated grains (mean elongation {me_lo:.2f}-{me_hi:.2f}) aligned with the radius (spread {al_lo:.1f}-{al_hi:.1f} deg)"
     else:
         arch, why = "undetermined", f"mean elongation {me_lo:.2f}-{me_hi:.2f}, alignment {al_lo:.1f}-{al_hi:.1f} deg straddle the limits: more sections needed"
-    fits = result["j_p_value"] >= MIN_J_P_VALUE
+    fits = result["j_p_value"] >= MIN_J_P_VALUE or result["j_statistic"] / max(result["j_dof"], 1) <= MAX_DISPERSION
     fit_text = (f"the radial-grain model reproduces the section moments (J = {result['j_statistic']:.1f}, {result['j_dof']} dof, p = {result['j_p_value']:.2f})"
                 if fits else f"the radial-grain model does NOT reproduce the section moments (J = {result['j_statistic']:.1f}, "
                 f"{result['j_dof']} dof, p = {result['j_p_value']:.2g}): do not use it for these particles")
