@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nmc_assets.paths import LABELS_SUFFIXES
 from nmc_assets.storage import atomic_write_json, sha256_file
-from nmc_assets.synthesis.intervals import INTERVAL_PARAMETERS
+from nmc_assets.synthesis.intervals import INTERVAL_PARAMETERS, architecture_verdict
 
 MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference_params.json"
@@ -109,18 +109,23 @@ def grain_model_version(sections_sha: str, gan_config: dict) -> str:
 
 def save_grain_model(folder: Path, gan, version: str, intervals: dict | None = None, **extra) -> dict:
     """Write ``checkpoint.pt`` and ``params.json``: ``grain_params`` (the moment refinement's estimate when
-    ``intervals`` (:func:`.intervals.moment_intervals`) are given, else the GAN's), ``gan_params``, the
+    ``intervals`` (:func:`.intervals.moment_intervals`) are given and the model fits the section moments,
+    else the GAN's), ``gan_params``, the
     intervals, convergence diagnostics (:mod:`.convergence`), checkpoint hash and ``extra``."""
     from nmc_assets.synthesis.convergence import diagnostics
 
     ckpt = gan.save(folder / "checkpoint.pt")
     gan_params = gan.calibrated_params()
-    final = replace(gan_params, **{k: v for k, v in intervals["estimate"].items() if k in INTERVAL_PARAMETERS}) if intervals else gan_params
+    refined = bool(intervals) and architecture_verdict(intervals)["model_fits"]  # a misfit keeps the GAN's estimate
+    final = replace(gan_params, **{k: v for k, v in intervals["estimate"].items() if k in INTERVAL_PARAMETERS}) if refined else gan_params
+    method = "stereological GAN" + (", then method-of-simulated-moments refinement with 90 % intervals" if refined else "")
+    if intervals and not refined:
+        method += " (the moment refinement was not used: the model does not reproduce the section moments)"
     params = {
         "version": version,
         "grain_params": final.to_dict(),
         "gan_params": gan_params.to_dict(),
-        "method": "stereological GAN, then method-of-simulated-moments refinement with 90 % intervals" if intervals else "stereological GAN",
+        "method": method,
         "intervals": intervals,
         "convergence": diagnostics(gan.history, gan.base.mean_elongation, gan.bounds_hit()),
         "learned": list(gan.names),

@@ -117,3 +117,19 @@ def test_architecture_verdict(mean_elongation, alignment, expected):
     assert v["architecture"] == expected and v["model_fits"]
     misfit = architecture_verdict({**result, "j_statistic": 30.0, "j_p_value": 1e-5})
     assert not misfit["model_fits"] and "does NOT reproduce" in misfit["model_fit"]
+
+
+def test_a_misfit_keeps_the_gan_estimate(observed_sections, tmp_path):
+    from nmc_assets.synthesis.gan import GanConfig, StereologicalGan
+    from nmc_assets.synthesis.store import save_grain_model
+
+    gan = StereologicalGan(observed_sections[:4], GanConfig(steps=1, batch_size=2, critic_warmup=0, canvas_px=32))
+    estimate = {"density_per_um3": 2.0, "elongation_log_mean": 0.5, "elongation_log_sd": 0.3, "alignment_spread_deg": 30.0, "mean_elongation": 1.8}
+    fits = {"estimate": estimate, "intervals": {"mean_elongation": [1.6, 2.0], "alignment_spread_deg": [25.0, 35.0]},
+            "j_statistic": 4.0, "j_dof": 5, "j_p_value": 0.55}
+    p = save_grain_model(tmp_path / "a", gan, "v", intervals=fits)
+    assert p["grain_params"]["density_per_um3"] == 2.0 and "refinement with 90 % intervals" in p["method"]
+    misfit = {**fits, "j_statistic": 1330.0, "j_p_value": 1e-280}
+    p = save_grain_model(tmp_path / "b", gan, "v", intervals=misfit)
+    assert p["grain_params"] == p["gan_params"] and "was not used" in p["method"]
+    assert p["intervals"] == misfit
