@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nmc_assets.features.columns import CONFIDENCE_COLUMNS
+
 #: Attributes the synthetic law depends on (size is represented by volume and outer surface).
 TRUE_DRIVERS = ("volume_um3", "surface_outer_um2", "z_um", "contact")
 #: Attributes drawn independently of damage.
@@ -82,5 +84,8 @@ def synthetic_features(
                 "sphericity_std": np.random.default_rng([seed, scan_index, 1]).lognormal(-2.5, 0.3, n),
             }
         )
+        conf = np.random.default_rng([seed, scan_index, 2])  # own stream, as for sphericity_std
+        for column in CONFIDENCE_COLUMNS:  # label-free segmentation confidence: mostly confident, unrelated to damage
+            frame[column] = conf.beta(8.0, 1.0, n)
         parts.append(frame)
     return pd.concat(parts, ignore_index=True)
