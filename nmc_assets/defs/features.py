@@ -16,7 +16,7 @@ from nmc_assets.features.extract import FeatureSettings
 from nmc_assets.defs.resources import BlocksResource, DataRootResource
 
 GROUP = "features"
-FEATURES_CODE_VERSION = "features-v3"  # v2: sphericity_std, feature_set; v3: segmentation confidence columns
+FEATURES_CODE_VERSION = "features-v4"  # v2: sphericity_std, feature_set; v3: segmentation confidence columns; v4: contact along the face normal
 CATALOG_CODE_VERSION = "catalog-v1"
 #: Parquet key-value metadata written with every features file (read back by the checks).
 META_LABEL_SOURCE = b"nmc.label_source"

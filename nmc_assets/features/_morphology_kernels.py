@@ -215,6 +215,43 @@ def contact_faces_per_z(filled, other):
 
 
 @njit(cache=True, nogil=True)
+def contact_faces_bright_per_z(filled, other, img, level, window, z_lo, z_hi, y_hi, x_hi):
+    """As :func:`contact_faces_per_z`, but a face to ``other`` counts as contact only where ``img`` stays
+    at or above ``level`` along the face normal: the ``2 * window`` voxels from ``window - 1`` inside
+    ``filled`` to ``window`` beyond the face (no darker gap between the two particles). The line is cut
+    to the voxel's tile: z in ``[z_lo[z], z_hi[z])``, y below ``y_hi[z]``, x below ``x_hi[z]``."""
+    nz, ny, nx = filled.shape
+    n_faces = np.zeros(nz)
+    n_contact = np.zeros(nz)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if not filled[z, y, x]:
+                    continue
+                for d in range(6):
+                    dz, dy, dx = FACE_OFFSETS[d, 0], FACE_OFFSETS[d, 1], FACE_OFFSETS[d, 2]
+                    zz, yy, xx = z + dz, y + dy, x + dx
+                    if zz < 0 or yy < 0 or xx < 0 or zz >= nz or yy >= ny or xx >= nx:
+                        continue
+                    if filled[zz, yy, xx]:
+                        continue
+                    n_faces[z] += 1
+                    if not other[zz, yy, xx]:
+                        continue
+                    bright = True
+                    for s in range(1 - window, window + 1):
+                        pz, py, px = z + s * dz, y + s * dy, x + s * dx
+                        if pz < z_lo[z] or pz >= z_hi[z] or py < 0 or py >= y_hi[z] or px < 0 or px >= x_hi[z]:
+                            continue
+                        if img[pz, py, px] < level:
+                            bright = False
+                            break
+                    if bright:
+                        n_contact[z] += 1
+    return n_faces, n_contact
+
+
+@njit(cache=True, nogil=True)
 def rough_void_mask(interior, smoothed, raw, thr):
     """(mask, n_void): void = ``interior & (smoothed < thr)``; mask = unsmoothed void voxels next to it,
     ``interior & (raw < thr) & dilate(void, 3x3x3 cube)`` (uint8), n_void = voxels in void."""

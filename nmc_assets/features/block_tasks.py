@@ -24,7 +24,7 @@ import numpy as np
 
 from nmc_assets.blockwise import Block
 from nmc_assets.features.crop_store import PartReader, write_block_parts
-from nmc_assets.features.measure import ParticleMeasurements, measure_mosaic
+from nmc_assets.features.measure import ContactRule, ParticleMeasurements, measure_mosaic
 from nmc_assets.features.mosaic import build_mosaic_from_crops
 from nmc_assets.features.neighbours import window_counts
 
@@ -175,7 +175,7 @@ class MosaicItem:
 
 
 def measure_chunk(item: MosaicItem, *, scratch: str, image_dtype: str, thr: float,
-                  contact_gap_vox: int) -> ParticleMeasurements:
+                  contact: ContactRule) -> ParticleMeasurements:
     """:class:`~nmc_assets.features.measure.ParticleMeasurements` of one mosaic, built from scratch."""
     with PartReader(scratch, image_dtype) as reader:
         def crops():
@@ -184,7 +184,7 @@ def measure_chunk(item: MosaicItem, *, scratch: str, image_dtype: str, thr: floa
                 yield codes, img, item.starts[k] - item.region_lo[k]
 
         mosaic = build_mosaic_from_crops(crops(), item.starts, item.sizes)
-    return measure_mosaic(mosaic, thr, contact_gap_vox, item.touches)
+    return measure_mosaic(mosaic, thr, contact, item.touches)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -50,9 +50,9 @@ from nmc_assets.blockwise import (
 from nmc_assets.features import block_tasks as tasks
 from nmc_assets.features.crop_store import crop_regions
 from nmc_assets.features.extract import FeatureSettings, density_windows, empty_features_frame, feature_frame
-from nmc_assets.features.measure import crop_boxes, gather_chunks, mosaic_chunks
+from nmc_assets.features.measure import ContactRule, crop_boxes, gather_chunks, mosaic_chunks
 from nmc_assets.features.neighbours import packing_density
-from nmc_assets.features.threshold import sample_step, threshold_from_sample
+from nmc_assets.features.threshold import IntensityLevels, levels_from_sample, sample_step
 
 #: Blocks hold about this many voxels (aligned to the stores' chunks; see :func:`io_block_shape`).
 BLOCK_VOXELS = 2**23
@@ -138,8 +138,8 @@ def compute_particle_features_zarr(
     budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
     n_vox = math.prod(shape)
     bv = max(math.prod(b.shape) for b in blocks)
-    step = sample_step(n_vox) if solid_threshold is None else None
-    sample_bytes = 0 if step is None else -(-n_vox // step) * (2 * (l_dtype.itemsize + 4) + 8)
+    step = sample_step(n_vox)  # the intensity levels (solid threshold, contact level) come from this sample
+    sample_bytes = -(-n_vox // step) * (2 * (l_dtype.itemsize + 4) + 8)
     report = progress or (lambda message: None)
     run = runner or BlockRunner()
     plan = _Plan(scan_id, budget, run, report)
@@ -163,7 +163,8 @@ def compute_particle_features_zarr(
         fixed = n * BYTES_PER_PARTICLE
 
         # 2. crop parts, threshold sample
-        starts, sizes, touches = crop_boxes(box_lo, box_hi, shape, settings.contact_gap_vox)
+        margin = ContactRule(settings.contact_gap_vox, settings.contact_window_vox(v)).margin
+        starts, sizes, touches = crop_boxes(box_lo, box_hi, shape, margin)
         r_lo, r_hi = crop_regions(starts, sizes, shape)
         items = []
         for number, block in enumerate(blocks):
@@ -172,12 +173,12 @@ def compute_particle_features_zarr(
         region = int(np.prod(r_hi - r_lo, axis=1).max())
         rows_per_block = max(b.shape[0] * b.shape[1] for b in blocks)
         per_task = (bv * (l_dtype.itemsize + i_dtype.itemsize) + region * (24 + 2 * i_dtype.itemsize)
-                    + (0 if step is None else (bv // step + rows_per_block) * 26))
+                    + (bv // step + rows_per_block) * 26)
         extracted = plan.map("crop parts", tasks.extract_block, items, fixed=fixed + sample_bytes, per_task=per_task,
                              labels_path=labels_at, image_path=image_at, scratch=scratch, shape=shape, step=step)
-        if solid_threshold is None:
-            solid_threshold = _threshold(extracted, n_vox, step, l_dtype)
-        thr = float(solid_threshold)
+        levels = _levels(extracted, n_vox, step, l_dtype)
+        thr = float(levels.solid_threshold if solid_threshold is None else solid_threshold)
+        contact = settings.contact_rule(v, levels, thr)
         part_rows = np.concatenate([e.rows for e in extracted])
         part_table = np.concatenate([e.parts for e in extracted])
         order = np.argsort(part_rows, kind="stable")
@@ -191,7 +192,7 @@ def compute_particle_features_zarr(
         mosaic_vox = max(_mosaic_voxels(sizes[c]) for c in chunks)
         per_task = mosaic_vox * MOSAIC_BYTES_PER_VOXEL + region * (9 + i_dtype.itemsize)
         measured = plan.map("mosaics", tasks.measure_chunk, mosaics, fixed=fixed, per_task=per_task, unit="mosaics",
-                            scratch=scratch, image_dtype=i_dtype.str, thr=thr, contact_gap_vox=settings.contact_gap_vox)
+                            scratch=scratch, image_dtype=i_dtype.str, thr=thr, contact=contact)
         m = gather_chunks(measured, chunks)
         del measured, mosaics, parts_of
 
@@ -236,8 +237,8 @@ def _mosaic_voxels(sizes: np.ndarray) -> int:
     return int((sizes[:, 0] + pad).sum() * (sizes[:, 1].max() + pad) * (sizes[:, 2].max() + pad))
 
 
-def _threshold(extracted: list[tasks.ExtractResult], n_vox: int, step: int, l_dtype: np.dtype) -> float:
-    """The threshold from the blocks' shares of the flat-stride subsample, put back in flat order."""
+def _levels(extracted: list[tasks.ExtractResult], n_vox: int, step: int, l_dtype: np.dtype) -> IntensityLevels:
+    """The intensity levels from the blocks' shares of the flat-stride subsample, put back in flat order."""
     m = -(-n_vox // step)
     lab = np.empty(m, l_dtype)
     val = np.empty(m, np.float32)
@@ -248,7 +249,7 @@ def _threshold(extracted: list[tasks.ExtractResult], n_vox: int, step: int, l_dt
         seen += e.sample_at.size
     if seen != m:
         raise RuntimeError(f"threshold subsample: the blocks gave {seen} of {m} voxels")
-    return threshold_from_sample(lab, val)
+    return levels_from_sample(lab, val)
 
 
 class _Plan:

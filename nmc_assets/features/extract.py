@@ -40,14 +40,14 @@ import pandas as pd
 
 from nmc_assets.features._compiled import kernels
 from nmc_assets.features.columns import CONFIDENCE_COLUMNS, FEATURE_COLUMNS
-from nmc_assets.features.measure import ParticleMeasurements, measure_particles
+from nmc_assets.features.measure import ContactRule, ParticleMeasurements, measure_particles
 from nmc_assets.features.neighbours import (
     neighbour_statistics,
     packing_density,
     packing_windows,
     window_counts,
 )
-from nmc_assets.features.threshold import estimate_solid_threshold
+from nmc_assets.features.threshold import IntensityLevels, estimate_intensity_levels, estimate_solid_threshold
 from nmc_assets.settings import setting
 
 #: Neighbour statistics are taken over this many nearest particles (fewer when the scan has fewer).
@@ -70,6 +70,17 @@ class FeatureSettings:
         "label within n voxels (chessboard)",
     )
 
+    contact_window_um: float = setting(
+        0.6,
+        "default set, contact_gap_vox 0: a face between two particles counts as contact only where the "
+        "intensity stays at or above the contact level along the face normal, this far (um) on each side "
+        "(a gap that the labels close but the image shows darker is not contact); 0 = every face between two labels",
+    )
+    contact_level: float = setting(
+        0.5,
+        "the contact level's place between the solid threshold (0) and the median particle intensity (1)",
+    )
+
     def __post_init__(self):
         from nmc_assets.features.columns import FEATURE_SETS
 
@@ -77,6 +88,25 @@ class FeatureSettings:
             raise ValueError(f"feature_set must be one of {list(FEATURE_SETS)}, got {self.feature_set!r}")
         if self.contact_gap_vox < 0:
             raise ValueError(f"contact_gap_vox must be >= 0, got {self.contact_gap_vox}")
+        if not (self.contact_window_um >= 0 and np.isfinite(self.contact_window_um)):
+            raise ValueError(f"contact_window_um must be a finite number >= 0, got {self.contact_window_um}")
+        if not np.isfinite(self.contact_level):
+            raise ValueError(f"contact_level must be finite, got {self.contact_level}")
+
+    def contact_rule(self, voxel_size_um: float, levels: IntensityLevels, solid_threshold: float) -> ContactRule:
+        """The :class:`ContactRule` at this voxel size (um): window ``contact_window_um`` in voxels (at least
+        1 when > 0), level ``solid_threshold + contact_level * (levels.solid_level - solid_threshold)``."""
+        window = self.contact_window_vox(voxel_size_um)
+        if window == 0:
+            return ContactRule(gap_vox=self.contact_gap_vox)
+        level = float(solid_threshold) + self.contact_level * (levels.solid_level - float(solid_threshold))
+        return ContactRule(window_vox=window, level=level)
+
+    def contact_window_vox(self, voxel_size_um: float) -> int:
+        """``contact_window_um`` in voxels (at least 1 when > 0); 0 when the rule uses no intensity."""
+        if self.contact_gap_vox >= 1 or self.contact_window_um == 0:
+            return 0
+        return max(1, int(round(self.contact_window_um / float(voxel_size_um))))
 
 
 def _validate(labels: np.ndarray, intensity: np.ndarray, voxel_size_um: float) -> None:
@@ -125,8 +155,9 @@ def compute_particle_features(
     if max_label <= 0:
         return empty_features_frame()
     ids, box_lo, box_hi = bounding_boxes(labels, max_label)
+    levels = estimate_intensity_levels(labels, intensity)
     if solid_threshold is None:
-        solid_threshold = estimate_solid_threshold(labels, intensity)
+        solid_threshold = levels.solid_threshold
     if settings.feature_set == "li2022":
         from nmc_assets.features.li2022 import li2022_frame, li2022_raw, solid_labels
 
@@ -137,7 +168,8 @@ def compute_particle_features(
             df = li2022_frame(raw, v, scan_id=scan_id, cycles=cycles)
         df.attrs["feature_set"] = "li2022"
         return df
-    m = measure_particles(labels, intensity, ids, box_lo, box_hi, float(solid_threshold), settings.contact_gap_vox)
+    contact = settings.contact_rule(v, levels, float(solid_threshold))
+    m = measure_particles(labels, intensity, ids, box_lo, box_hi, float(solid_threshold), contact)
     lo, hi = density_windows(m, v, local_window_um, labels.shape)
     p_density = packing_density(window_counts(labels, lo, hi), lo, hi)
     return feature_frame(ids, m, p_density, v, scan_id=scan_id, cycles=cycles)

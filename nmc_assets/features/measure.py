@@ -52,39 +52,59 @@ class ParticleMeasurements:
         return type(self)(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
 
+@dataclass(frozen=True)
+class ContactRule:
+    """When an outer voxel face of a particle counts as contact (:func:`contact_fraction`).
+
+    ``gap_vox`` >= 1: near contact, another label within that many voxels (chessboard; intensity unused).
+    ``gap_vox`` 0: the face's neighbour is another label and, with ``window_vox`` >= 1, the intensity
+    stays at or above ``level`` (tomogram units) along the face normal over ``window_vox`` voxels on each
+    side of the face (a gap between two particles that blurring hides in the labels is darker);
+    ``window_vox`` 0: geometry only (the virtual beamline's definition on exact labels).
+    """
+
+    gap_vox: int = 0
+    window_vox: int = 0
+    level: float = float("-inf")
+
+    @property
+    def margin(self) -> int:
+        """Voxels each crop extends past the particle's bounding box."""
+        return max(self.gap_vox, self.window_vox, 1)
+
+
 def measure_particles(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray, box_lo: np.ndarray,
-                      box_hi: np.ndarray, thr: float, contact_gap_vox: int = 0) -> ParticleMeasurements:
+                      box_hi: np.ndarray, thr: float, contact: ContactRule = ContactRule()) -> ParticleMeasurements:
     """:class:`ParticleMeasurements` of the particles ``ids`` (label values, in that order).
 
     ``box_lo``/``box_hi``: (n, 3) bounding boxes (z, y, x; hi exclusive); ``thr``: solid threshold
-    (intensity units); ``contact_gap_vox``: see :func:`contact_fraction`.
+    (intensity units); ``contact``: see :func:`contact_fraction`.
     """
-    starts, sizes, touches = crop_boxes(box_lo, box_hi, labels.shape, contact_gap_vox)
+    starts, sizes, touches = crop_boxes(box_lo, box_hi, labels.shape, contact.margin)
     chunks = mosaic_chunks(sizes)
-    parts = [measure_mosaic(build_mosaic(labels, intensity, ids[c], starts[c], sizes[c]), thr, contact_gap_vox,
+    parts = [measure_mosaic(build_mosaic(labels, intensity, ids[c], starts[c], sizes[c]), thr, contact,
                             touches[c]) for c in chunks]
     return gather_chunks(parts, chunks)
 
 
-def crop_boxes(box_lo: np.ndarray, box_hi: np.ndarray, shape, contact_gap_vox: int = 0
+def crop_boxes(box_lo: np.ndarray, box_hi: np.ndarray, shape, margin: int = 1
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, sizes, touches) of each particle's crop: its bounding box ((n, 3) int64, z, y, x, hi
-    exclusive) grown by the contact margin (``max(contact_gap_vox, 1)`` voxels) and clipped to the volume
+    exclusive) grown by ``margin`` voxels (:attr:`ContactRule.margin`) and clipped to the volume
     ``shape``: (n, 3) int64 starts and sizes, and (n,) bool: the box reaches the volume's edge."""
     shape = np.array(shape, np.int64)
-    margin = max(contact_gap_vox, 1)
     starts = np.maximum(box_lo - margin, 0)
     sizes = np.minimum(box_hi + margin, shape) - starts
     touches = (box_lo == 0).any(axis=1) | (box_hi == shape).any(axis=1)
     return starts, sizes, touches
 
 
-def measure_mosaic(mosaic: Mosaic, thr: float, contact_gap_vox: int, touches: np.ndarray) -> ParticleMeasurements:
+def measure_mosaic(mosaic: Mosaic, thr: float, contact: ContactRule, touches: np.ndarray) -> ParticleMeasurements:
     """:class:`ParticleMeasurements` of the tiles of one mosaic (``touches``: (n,) bool per tile)."""
     return ParticleMeasurements(
         **particle_moments(mosaic, thr)._asdict(),
         **particle_surfaces(mosaic, thr)._asdict(),
-        contact=contact_fraction(mosaic, contact_gap_vox),
+        contact=contact_fraction(mosaic, contact),
         touches_border=touches,
     )
 
@@ -115,16 +135,20 @@ def mosaic_chunks(sizes: np.ndarray) -> list[np.ndarray]:
     return chunks
 
 
-def contact_fraction(mosaic: Mosaic, gap_vox: int = 0) -> np.ndarray:
+def contact_fraction(mosaic: Mosaic, rule: ContactRule = ContactRule()) -> np.ndarray:
     """Per tile, the fraction of the filled particle's outer surface in contact with another label.
 
-    ``gap_vox`` 0: outer voxel faces that face another label, over all outer faces (faces on the volume
-    border count as free surface; the virtual beamline's definition); n >= 1: boundary voxels with
-    another label within n voxels (chessboard), over all boundary voxels (a looser near-contact measure).
+    ``rule.gap_vox`` 0: outer voxel faces that count as contact (:class:`ContactRule`) over all outer faces
+    (faces on the volume border count as free surface); n >= 1: boundary voxels with another label within
+    n voxels (chessboard) over all boundary voxels (a looser near-contact measure).
     """
     k = kernels().morphology
-    if gap_vox == 0:
-        n_boundary, n_contact = k.contact_faces_per_z(mosaic.filled, mosaic.other)
+    if rule.gap_vox >= 1:
+        n_boundary, n_contact = k.contact_per_z(mosaic.filled, mosaic.other, rule.gap_vox)
+    elif rule.window_vox >= 1:
+        n_boundary, n_contact = k.contact_faces_bright_per_z(mosaic.filled, mosaic.other, mosaic.img,
+                                                             np.float32(rule.level), rule.window_vox,
+                                                             *mosaic.tile_extents())
     else:
-        n_boundary, n_contact = k.contact_per_z(mosaic.filled, mosaic.other, gap_vox)
+        n_boundary, n_contact = k.contact_faces_per_z(mosaic.filled, mosaic.other)
     return mosaic.tile_sums(n_contact) / np.maximum(1, mosaic.tile_sums(n_boundary))

@@ -27,8 +27,8 @@ class Mosaic:
 
     ``filled``: uint8 0/1, each tile's filled particle (its label plus the background it encloses);
     ``other``: uint8 0/1, any other label; ``img``: float32 intensity, crop plus the :data:`TILE_PAD`
-    rim (edge values where the volume ends). ``starts``: (n, 3) int64 crop starts in the volume
-    (z, y, x); ``z_start``: (n + 1,) first z slice of each tile, then nz; ``tile_of_z``: (nz,) tile
+    rim (edge values where the volume ends). ``starts``, ``sizes``: (n, 3) int64 crop starts in the
+    volume and crop sizes (z, y, x); ``z_start``: (n + 1,) first z slice of each tile, then nz; ``tile_of_z``: (nz,) tile
     index of each z slice.
     """
 
@@ -36,6 +36,7 @@ class Mosaic:
     other: np.ndarray
     img: np.ndarray
     starts: np.ndarray
+    sizes: np.ndarray
     z_start: np.ndarray
     tile_of_z: np.ndarray
 
@@ -46,6 +47,14 @@ class Mosaic:
     def tile_sums(self, per_z: np.ndarray) -> np.ndarray:
         """(n_tiles,) sums of a per-z-slice quantity over each tile's slices."""
         return np.bincount(self.tile_of_z, weights=per_z, minlength=self.n_tiles)
+
+    def tile_extents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(z_lo, z_hi, y_hi, x_hi): (nz,) int64 per z slice, the slices of its tile (``[z_lo, z_hi)``) and
+        the tile's y and x extent (crop plus rims)."""
+        t = self.tile_of_z
+        z_start = np.asarray(self.z_start, np.int64)
+        pad = 2 * TILE_PAD
+        return z_start[t], z_start[t + 1], self.sizes[t, 1] + pad, self.sizes[t, 2] + pad
 
     def local_z(self) -> np.ndarray:
         """(nz,) float64 z index of each slice in its tile's crop (0 = the crop's first slice)."""
@@ -99,5 +108,5 @@ def _empty_mosaic(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _finish_mosaic(own: np.ndarray, other: np.ndarray, img: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
                    z_start: np.ndarray) -> Mosaic:
     kernels().morphology.fill_holes_excluding(own, other)  # in place: own becomes the filled particle
-    return Mosaic(filled=own, other=other, img=img, starts=starts, z_start=z_start,
+    return Mosaic(filled=own, other=other, img=img, starts=starts, sizes=np.asarray(sizes, np.int64), z_start=z_start,
                   tile_of_z=np.repeat(np.arange(len(starts)), sizes[:, 0] + 2 * TILE_PAD))

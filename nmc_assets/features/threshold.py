@@ -8,6 +8,7 @@ and the threshold are in the tomogram's units (phase). Order statistics are exac
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,23 @@ from nmc_assets.features._compiled import kernels
 BACKGROUND_VOID_PERCENTILE = 10.0
 #: At most about this many voxels are sampled for the threshold (a regular flat stride, see :func:`sample_step`).
 MAX_SAMPLES = 4_000_000
+
+
+class IntensityLevels(NamedTuple):
+    """A scan's intensity levels (tomogram units): ``solid_threshold`` (:func:`estimate_solid_threshold`)
+    and ``solid_level``, the median intensity inside the labelled particles."""
+
+    solid_threshold: float
+    solid_level: float
+
+
+def estimate_intensity_levels(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int | None = None
+                              ) -> IntensityLevels:
+    """:class:`IntensityLevels` from the regular subsample :func:`estimate_solid_threshold` takes."""
+    step = sample_step(labels.size, max_samples)
+    lab = np.asarray(labels).reshape(-1)[::step]
+    val = np.asarray(intensity, dtype=np.float32).reshape(-1)[::step]
+    return levels_from_sample(lab, val)
 
 
 def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_samples: int | None = None) -> float:
@@ -32,10 +50,7 @@ def estimate_solid_threshold(labels: np.ndarray, intensity: np.ndarray, *, max_s
     background voxels Otsu alone is used. A regular subsample of at most about ``max_samples`` voxels (default
     :data:`MAX_SAMPLES`) is used (:func:`sample_step`).
     """
-    step = sample_step(labels.size, max_samples)
-    lab = np.asarray(labels).reshape(-1)[::step]
-    val = np.asarray(intensity, dtype=np.float32).reshape(-1)[::step]
-    return threshold_from_sample(lab, val)
+    return estimate_intensity_levels(labels, intensity, max_samples=max_samples).solid_threshold
 
 
 def sample_step(n_voxels: int, max_samples: int | None = None) -> int:
@@ -48,6 +63,11 @@ def sample_step(n_voxels: int, max_samples: int | None = None) -> int:
 def threshold_from_sample(lab: np.ndarray, val: np.ndarray) -> float:
     """The threshold of :func:`estimate_solid_threshold` from its subsample: ``lab`` (m,) integer labels
     and ``val`` (m,) float32 intensities of the same voxels, in flat voxel order."""
+    return levels_from_sample(lab, val).solid_threshold
+
+
+def levels_from_sample(lab: np.ndarray, val: np.ndarray) -> IntensityLevels:
+    """:class:`IntensityLevels` from the subsample of :func:`threshold_from_sample` (same arguments)."""
     from skimage.filters import threshold_otsu
 
     k = kernels().filters
@@ -62,10 +82,11 @@ def threshold_from_sample(lab: np.ndarray, val: np.ndarray) -> float:
             otsu = 0.5 * (float(below_max) + float(above_min))
     else:
         otsu = float(inside[0])
+    solid_level = float(percentile(inside, 50.0))
     if outside.size >= 16:
         void_level = float(percentile(outside, BACKGROUND_VOID_PERCENTILE))
-        return min(otsu, 0.5 * (void_level + float(percentile(inside, 50.0))))
-    return otsu
+        return IntensityLevels(min(otsu, 0.5 * (void_level + solid_level)), solid_level)
+    return IntensityLevels(otsu, solid_level)
 
 
 def percentile(values: np.ndarray, q: float) -> float:

@@ -84,10 +84,10 @@ def test_scene_cuts_particles_by_one_two_and_three_block_borders(scene):
 
 
 @pytest.mark.parametrize("block_shape", [BLOCK, (8, 16, 32), (11, 13, 17), SHAPE])
-@pytest.mark.parametrize("gap", [0, 2])
-def test_blockwise_table_equals_in_memory(scene, stores, local_runner, block_shape, gap):
+@pytest.mark.parametrize("gap,window_um", [(0, 0.0), (0, 1.5), (2, 0.6)])  # 1.5 um: a 3-voxel window and margin
+def test_blockwise_table_equals_in_memory(scene, stores, local_runner, block_shape, gap, window_um):
     (labels, img), (paths, _) = scene, stores
-    settings = FeatureSettings(contact_gap_vox=gap)
+    settings = FeatureSettings(contact_gap_vox=gap, contact_window_um=window_um)
     want = in_memory(labels, img, settings=settings)
     got = blockwise(paths, settings=settings, runner=local_runner, block_shape=block_shape)
     pd.testing.assert_frame_equal(got.table, want, check_exact=True)

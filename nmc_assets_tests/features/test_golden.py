@@ -39,9 +39,11 @@ def without_new_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=["sphericity_std", *CONFIDENCE_COLUMNS])
 
 
-def features(labels, intensity, gap=0):
+def features(labels, intensity, gap=0, window_um=0.0):
+    """The golden tables were written with geometric contact (``contact_window_um`` 0, the method then);
+    test_contact.py covers the intensity-aware default."""
     return compute_particle_features(labels, intensity, VOXEL, scan_id="crowded", cycles=10,
-                                     settings=FeatureSettings(contact_gap_vox=gap))
+                                     settings=FeatureSettings(contact_gap_vox=gap, contact_window_um=window_um))
 
 
 @pytest.mark.parametrize("case,gap", [("gap0", 0), ("gap2", 2)])
@@ -64,7 +66,8 @@ def test_one_particle_per_mosaic_equals_golden(scene, monkeypatch):
                                   atol=0)
     packed = golden("gap0")
     inner = ~df["touches_border"].to_numpy()
-    pd.testing.assert_frame_equal(without_new_columns(df)[inner], packed[inner], check_exact=True)
+    # the same up to floating-point round-off of the eigen solver (other BLAS / SIMD builds)
+    pd.testing.assert_frame_equal(without_new_columns(df)[inner], packed[inner], check_exact=False, rtol=1e-12, atol=0)
 
 
 def test_sparse_label_values_give_the_same_features(scene):
