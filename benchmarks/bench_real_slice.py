@@ -6,8 +6,9 @@
 
 The slice (655 x 1024 px, ID16A-NI, ESRF, Li et al. 2022; no pixel size in the file) goes through
 ``segment_image_2d`` at each assumed pixel size twice: the former path (``refine=False``: labels back to
-the input grid by nearest, no refinement, no merging) and today's default (full-resolution refinement +
-merging of pieces). Measures, all on the full-resolution grid:
+the input grid by nearest, no refinement, no merging: ``refine=False, seed_h=None``) and today's defaults
+(shallow seeds merged, full-resolution refinement, merging of pieces); then the defaults with one merge
+setting changed at a time. Measures, all on the full-resolution grid:
 
 - particles: objects after the minimum area (3 um^2);
 - fragments: objects with less than 25 % of the area of another object within 2 px of them (a small
@@ -38,6 +39,11 @@ FRAGMENT_AREA_SHARE = 0.25
 FRAGMENT_GAP_PX = 2
 EDGE_SIGMA_PX = 1.5
 EDGE_OFFSET_PX = 2
+#: merge settings around the defaults (seed_h 0.1, merge_dip 0.5, merge_solidity 0.9): how much the counts hang on them
+VARIANTS = (("no seed merging (seed_h None)", {"seed_h": None}), ("seed_h 0.05", {"seed_h": 0.05}), ("seed_h 0.2", {"seed_h": 0.2}),
+            ("no intensity merging (merge_dip None)", {"merge_dip": None}), ("merge_dip 0.3", {"merge_dip": 0.3}),
+            ("merge_dip 0.7", {"merge_dip": 0.7}), ("merge_solidity 0.85", {"merge_solidity": 0.85}),
+            ("merge_solidity 0.95", {"merge_solidity": 0.95}), ("neither merge", {"seed_h": None, "merge_dip": None}))
 
 
 def fragments(labels: np.ndarray, share: float = FRAGMENT_AREA_SHARE, gap_px: int = FRAGMENT_GAP_PX) -> list[int]:
@@ -55,6 +61,15 @@ def fragments(labels: np.ndarray, share: float = FRAGMENT_AREA_SHARE, gap_px: in
         if near.any() and areas[i] < share * areas[np.unique(lab[near])].max():
             out.append(i)
     return out
+
+
+def unmatched(a: np.ndarray, ids: list[int], b: np.ndarray) -> list[int]:
+    """Those ``ids`` of ``a`` with no object of ``b`` at IoU >= 0.5."""
+    from nmc_assets.segmentation.metrics import overlap_table
+
+    pairs = overlap_table(a, b)[4]
+    hit = set(pairs[pairs[:, 2] >= 0.5, 0].astype(int)) if len(pairs) else set()
+    return [i for i in ids if i not in hit]
 
 
 def match(a: np.ndarray, b: np.ndarray) -> tuple[int, list[float]]:
@@ -89,20 +104,25 @@ def run(image: np.ndarray, model: str, pixel_sizes: list[float]) -> dict:
 
     out = {}
     for px in pixel_sizes:
-        for mode, refine in (("before", False), ("after", True)):
+        for mode, kwargs in (("before", {"refine": False, "seed_h": None}), ("after", {})):
             t0 = time.time()
-            labels, info = segment_image_2d(model, image, px, refine=refine)
+            labels, info = segment_image_2d(model, image, px, **kwargs)
             out[(px, mode)] = {"labels": labels, "info": info, "seconds": time.time() - t0, "fragments": fragments(labels),
                                "edge": edge_measure(image, labels)}
+        for name, kwargs in VARIANTS:
+            labels, info = segment_image_2d(model, image, px, **kwargs)
+            out[(px, name)] = {"labels": labels, "info": info, "fragments": fragments(labels)}
     return out
 
 
 def report(res: dict, pixel_sizes: list[float], ref: float, image_name: str, model: str) -> str:
     lines = [f"# Real slice at assumed pixel sizes ({image_name})", "", machine_line(), "",
              f"`benchmarks/bench_real_slice.py`, model `{model}`; reference assumption {ref} um. "
-             "Before = the former 2D path (nearest upsampling, no refinement, no merging); after = today's default "
-             "(full-resolution refinement with contacts opened, pieces merged). Definitions in the script's docstring.", ""]
-    lines += ["| assumed um/px | path | particles | fragments | matched to ref (IoU>=0.5) | median matched IoU | edge: boundary / inside / outside | edge ratio | merged | seconds |",
+             "Before = no refinement and no merging (`refine=False, seed_h=None`: nearest upsampling of the grown "
+             "StarDist instances); after = the defaults (shallow seeds merged, full-resolution refinement with "
+             "contacts opened, pieces with no dip and a convex union merged). Fragments (not in ref): how many "
+             "of them have no match in the reference run. Definitions in the script's docstring.", ""]
+    lines += ["| assumed um/px | path | particles | fragments (not in ref) | matched to ref (IoU>=0.5) | median matched IoU | edge: boundary / inside / outside | edge ratio | merged: seeds + pieces | seconds |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for px in pixel_sizes:
         for mode in ("before", "after"):
@@ -110,9 +130,10 @@ def report(res: dict, pixel_sizes: list[float], ref: float, image_name: str, mod
             lab, e = r["labels"], r["edge"]
             n = int(lab.max())
             k, ious = match(lab, res[(ref, mode)]["labels"])
-            lines.append(f"| {px} | {mode} | {n} | {len(r['fragments'])} | {k}/{n} = {k / max(n, 1):.2f} | "
+            new = unmatched(lab, r["fragments"], res[(ref, mode)]["labels"])
+            lines.append(f"| {px} | {mode} | {n} | {len(r['fragments'])} ({len(new)}) | {k}/{n} = {k / max(n, 1):.2f} | "
                          f"{np.median(ious) if ious else float('nan'):.3f} | {e['boundary']:.2f} / {e['inside']:.2f} / {e['outside']:.2f} | "
-                         f"{e['ratio']:.2f} | {r['info'].get('merged', 0)} | {r['seconds']:.1f} |")
+                         f"{e['ratio']:.2f} | {r['info'].get('merged_seeds', 0)} + {r['info'].get('merged', 0)} | {r['seconds']:.1f} |")
     lines += ["", "Pairs of assumptions (objects of A matched in B at IoU >= 0.5; median IoU of the pairs):", "",
               "| A | B | path | matched / objects in A | objects in B | median IoU |", "| --- | --- | --- | --- | --- | --- |"]
     for i, a in enumerate(pixel_sizes):
@@ -121,6 +142,16 @@ def report(res: dict, pixel_sizes: list[float], ref: float, image_name: str, mod
                 la, lb = res[(a, mode)]["labels"], res[(b, mode)]["labels"]
                 k, ious = match(la, lb)
                 lines.append(f"| {a} | {b} | {mode} | {k}/{int(la.max())} | {int(lb.max())} | {np.median(ious) if ious else float('nan'):.3f} |")
+    lines += ["", "Merge settings (refinement on; one setting changed from the defaults at a time): particles / fragments / "
+              "seed merges + intensity merges; matched to the reference run with the same settings (IoU >= 0.5):", "",
+              "| setting | " + " | ".join(f"{px} um" for px in pixel_sizes) + " |", "| --- |" + " --- |" * len(pixel_sizes)]
+    for name in ["after"] + [v[0] for v in VARIANTS]:
+        cells = []
+        for px in pixel_sizes:
+            r, lab_ref = res[(px, name)], res[(ref, name)]["labels"]
+            n, k = int(r["labels"].max()), match(r["labels"], lab_ref)[0]
+            cells.append(f"{n} / {len(r['fragments'])} / {r['info'].get('merged_seeds', 0)} + {r['info'].get('merged', 0)}; {k}/{n}")
+        lines.append(f"| {'defaults' if name == 'after' else name} | " + " | ".join(cells) + " |")
     lines += ["", "Fragment ids (after): " + "; ".join(f"{px}: {res[(px, 'after')]['fragments']}" for px in pixel_sizes), ""]
     return "\n".join(lines)
 

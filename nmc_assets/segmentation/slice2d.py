@@ -8,8 +8,8 @@ one particle merged.
   flooded back from the nearer particle, a dark gap (matrix) between two particles becomes background.
 - :func:`contacts`: every pair of labels that share a boundary, with the smoothed intensity along it.
 - :func:`merge_pieces`: two touching labels are one particle when (1) their contact shows no intensity
-  dip against the material beside it on both sides (the contact stays brighter than halfway from that
-  material down to the particle/matrix threshold), i.e. the boundary runs through particle material,
+  dip against the material beside it on both sides (it is darker than that material by less than half
+  the particle-to-edge contrast of the slice), i.e. the boundary runs through particle material,
   not a gap, and (2) together they are as convex as one particle (solidity >= 0.9; two equal discs
   that touch have 0.88), since on this data many real neighbours touch with no visible gap. The pieces
   come from StarDist splitting a particle that looks large at the working pixel (a larger assumed
@@ -108,9 +108,12 @@ def _solidity(mask: np.ndarray) -> float:
 def contact_dips(labels: np.ndarray, smooth: np.ndarray, threshold: float, near_px: int) -> list[dict]:
     """Per touching pair (a < b): contact length (px), the median smoothed intensity on the contact,
     the median of each piece within ``near_px / 2 .. 1.5 near_px`` pixels of the contact (``near_a``,
-    ``near_b``), ``dip`` = (darker near median - contact median) / (that near median - threshold): 0 or
-    less = the contact is as bright as the material beside it, 1 = it drops to the particle/matrix edge;
-    and the solidity of the two pieces together (``solidity``)."""
+    ``near_b``), ``dip`` = (darker near median - contact median) / (particle median - ``threshold``),
+    the particle median being that of all labelled pixels 2 px or more inside: 0 or less = the contact
+    is as bright as the material beside it, 1 = it drops by the particle/edge contrast; and the solidity
+    of the two pieces together (``solidity``)."""
+    fg = ndi.binary_erosion(labels > 0, iterations=2)
+    scale = max(float(np.median(smooth[fg])) - threshold if fg.any() else 0.0, 1e-6)
     boxes = ndi.find_objects(labels)
     rows = []
     for (a, b), vals in sorted(contacts(labels, smooth).items()):
@@ -129,15 +132,15 @@ def contact_dips(labels: np.ndarray, smooth: np.ndarray, threshold: float, near_
         nb = float(np.median(sm[near & mb])) if np.any(near & mb) else float(np.median(sm[mb]))
         c, darker = float(np.median(vals)), min(na, nb)
         rows.append({"a": a, "b": b, "length_px": int(vals.size), "contact": c, "near_a": na, "near_b": nb,
-                     "dip": float((darker - c) / max(darker - threshold, 1e-6)), "solidity": _solidity(ma | mb)})
+                     "dip": float((darker - c) / scale), "solidity": _solidity(ma | mb)})
     return rows
 
 
 def merge_pieces(labels: np.ndarray, image: np.ndarray, threshold: float, *, sigma_px: float = 1.0, near_px: int = 4,
                  max_dip: float = 0.5, min_solidity: float = 0.9, min_contact_px: int = 3) -> tuple[np.ndarray, list[dict]]:
     """Merge touching labels that are pieces of one particle: their contact (at least ``min_contact_px``
-    pixels) shows no intensity dip (:func:`contact_dips`' ``dip`` below ``max_dip``: the contact stays
-    brighter than halfway from the material beside it to the particle/matrix edge) and together they
+    pixels) shows no intensity dip (:func:`contact_dips`' ``dip`` below ``max_dip``: the contact is
+    darker than the material beside it by less than half the particle/edge contrast) and together they
     are as convex as one particle (solidity at least ``min_solidity``; two equal touching discs have
     :data:`TWO_DISCS_SOLIDITY`). Merges are transitive (a particle cut in three is one label) and
     judged on the input labels; the merged label keeps the lowest id, ids are not renumbered.
@@ -163,6 +166,38 @@ def merge_pieces(labels: np.ndarray, image: np.ndarray, threshold: float, *, sig
     return lut[labels], rows
 
 
+def merge_shallow(labels: np.ndarray, landscape: np.ndarray, h: float) -> tuple[np.ndarray, int]:
+    """Merge touching labels unless the lower one's peak in ``landscape`` rises at least ``h`` above
+    their contact's highest point (the saddle): the 3D fusion's seed criterion (a seed needs a
+    dynamic of ``h``, :func:`.fusion.seeds_from_map`) applied to grown StarDist instances. Contacts are
+    taken from the highest saddle down and a merged label's peak is the higher one, so the result is
+    that of the dynamics, independent of the label ids. Returns (labels with the lowest id of each
+    merged group, number of merges)."""
+    labels = np.asarray(labels, np.uint32)
+    n = int(labels.max())
+    if n < 2:
+        return labels.copy(), 0
+    peak = np.asarray(ndi.maximum(landscape, labels, np.arange(n + 1)), float)
+    saddles = sorted(((float(v.max()), a, b) for (a, b), v in contacts(labels, landscape).items()), reverse=True)
+    parent = np.arange(n + 1)
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    merges = 0
+    for saddle, a, b in saddles:
+        ra, rb = root(a), root(b)
+        if ra != rb and min(peak[ra], peak[rb]) - saddle < h:
+            keep, drop = min(ra, rb), max(ra, rb)
+            parent[drop], peak[keep] = keep, max(peak[ra], peak[rb])
+            merges += 1
+    lut = np.array([root(i) for i in range(n + 1)], np.uint32)
+    return lut[labels], merges
+
+
 def fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
     """Each label's holes (cracks, voids inside it) filled with its id; in place, returned."""
     for i, sl in enumerate(ndi.find_objects(labels), start=1):
@@ -175,13 +210,15 @@ def fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
 def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size_um: float, *, min_area_um2: float = 3.0,
                      fg_threshold: float = FusionConfig.fg_threshold, grow: bool = True, refine: bool = True,
                      band_um: float = 0.4, sigma_um: float = 0.2, merge_dip: float | None = 0.5,
-                     merge_solidity: float = 0.9) -> tuple[np.ndarray, dict]:
+                     merge_solidity: float = 0.9, seed_h: float | None = FusionConfig.h) -> tuple[np.ndarray, dict]:
     """Particles in one 2D slice with the 2D model, the same way the 3D fusion treats one view.
 
     The slice is normalised (1st/99.8th percentiles) and rescaled to the model's working pixel size.
     StarDist's instances (prediction + NMS) are the seeds; with ``grow`` each grows by a watershed on
     the smoothed probability into the foreground (probability > ``fg_threshold``), because star-convex
-    polygons of cracked, textured particles tend to stop short of the outer surface. Holes are filled
+    polygons of cracked, textured particles tend to stop short of the outer surface; grown instances
+    whose peak in the smoothed probability is less than ``seed_h`` above their contact with a neighbour
+    are merged into it (:func:`merge_shallow`, the 3D fusion's seed dynamic; None = off). Holes are filled
     per particle (cracks stay inside) and the labels are brought back to the input grid (nearest).
     With ``refine`` (default) every boundary then moves to the intensity edge at full resolution
     (:func:`refine_slice`: ``band_um``, ``sigma_um`` as in the 3D path) and touching pieces with no
@@ -206,18 +243,21 @@ def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size
     t0 = time.time()
     seeds, _ = model.predict_instances(small, verbose=False)
     labels = seeds.astype(np.uint32)
+    n_shallow = 0
     if grow:
         prob, _ = predict_slices(model, small[None])
         smooth = ndi.gaussian_filter(prob[0], 1.0)
-        fg = ndi.binary_fill_holes((smooth > fg_threshold) | (labels > 0))
+        fg = (smooth > fg_threshold) | (labels > 0)
         labels = watershed(-smooth, labels, mask=fg).astype(np.uint32)
+        if seed_h is not None:
+            labels, n_shallow = merge_shallow(labels, smooth, seed_h)
     seconds = time.time() - t0
     fill_holes_per_label(labels)
     # back to the input grid (nearest)
     idx = [np.minimum((np.arange(n) * zoom).astype(int), s - 1) for n, s in zip(image.shape, labels.shape)]
     out = labels[np.ix_(*idx)].astype(np.uint32)
     info = {"n_seeds": int(seeds.max()), "working_shape": list(small.shape), "zoom": zoom, "predict_seconds": round(seconds, 2),
-            "thresholds": meta.get("thresholds"), "refined": bool(refine), "merged": 0}
+            "thresholds": meta.get("thresholds"), "refined": bool(refine), "merged_seeds": n_shallow, "merged": 0}
     if refine and out.any():
         t1 = time.time()
         out, rinfo = refine_slice(out, image, pixel_size_um, band_um=band_um, sigma_um=sigma_um)

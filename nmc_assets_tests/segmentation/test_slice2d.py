@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from nmc_assets.segmentation.refine import particle_matrix_threshold, smooth_intensity
-from nmc_assets.segmentation.slice2d import TWO_DISCS_SOLIDITY, contact_dips, merge_pieces, refine_slice, touching_pixels
+from nmc_assets.segmentation.slice2d import TWO_DISCS_SOLIDITY, contact_dips, merge_pieces, merge_shallow, refine_slice, touching_pixels
 
 
 def _disk_image(shape=(96, 96), centre=(48, 48), radius=24.0, seed=0):
@@ -109,3 +109,16 @@ def test_segment_image_2d_refined_labels_have_the_input_shape():
     assert 1 <= info["n_objects"] == int(labels.max()) and set(np.unique(labels)) == set(range(labels.max() + 1))
     plain, pinfo = segment_image_2d(shipped_model_dir(DEFAULT_MODEL_NAME), image, 0.1, refine=False)
     assert plain.shape == image.shape and not pinfo["refined"]
+
+
+def test_merge_shallow_joins_seeds_without_a_saddle_of_h_and_keeps_deep_ones():
+    """Three labels along a ridge: 1 | 2 meet at a saddle 0.05 below 2's peak, 2 | 3 at one 0.4 below."""
+    x = np.arange(90, dtype=np.float32)
+    profile = np.interp(x, [0, 15, 30, 45, 60, 75, 89], [0.2, 0.9, 0.85, 0.9, 0.5, 0.9, 0.2])
+    landscape = np.repeat(profile[None], 20, axis=0)
+    labels = np.repeat(np.where(x < 30, 1, np.where(x < 60, 2, 3))[None], 20, axis=0).astype(np.uint32)
+    merged, n = merge_shallow(labels, landscape, 0.1)
+    assert n == 1 and set(np.unique(merged)) == {1, 3}
+    assert np.array_equal(merged == 1, labels <= 2)
+    assert merge_shallow(labels, landscape, 0.01)[1] == 0  # shallower than any saddle: nothing merges
+    assert merge_shallow(labels, landscape, 0.5)[1] == 2  # deeper than both: one particle
