@@ -1,19 +1,23 @@
-"""One 2D slice: StarDist seeds grown at the working pixel, brought back to the input grid, boundaries
-refined at full resolution with the 3D refinement (:mod:`.refine` on a one-slice volume), and pieces of
-one particle merged.
+"""One 2D slice: StarDist seeds grown at the working pixel, shallow seeds merged, labels brought back to
+the input grid, boundaries refined at full resolution with the 3D refinement (:mod:`.refine` on a
+one-slice volume), and pieces of one particle merged.
 
+- :func:`merge_shallow`: at the working pixel, grown StarDist instances with no saddle of ``h`` in the
+  smoothed probability to a neighbour are merged: the 3D fusion's seed criterion. StarDist's NMS keeps
+  several instances in one dim or textured particle when the particle looks large at the working pixel
+  (a larger assumed pixel size); on the real slice this was the cause of the extra objects at 0.08 um.
 - :func:`refine_slice`: :func:`.refine.refine_labels` on the slice as a ``(1, h, w)`` volume, after the
-  contacts between touching labels are opened (one pixel line set to background), so that contacts
-  move to the intensity edge as well as the outer surface: the bright pixels of an opened contact are
-  flooded back from the nearer particle, a dark gap (matrix) between two particles becomes background.
-- :func:`contacts`: every pair of labels that share a boundary, with the smoothed intensity along it.
-- :func:`merge_pieces`: two touching labels are one particle when (1) their contact shows no intensity
-  dip against the material beside it on both sides (it is darker than that material by less than half
-  the particle-to-edge contrast of the slice), i.e. the boundary runs through particle material,
-  not a gap, and (2) together they are as convex as one particle (solidity >= 0.9; two equal discs
-  that touch have 0.88), since on this data many real neighbours touch with no visible gap. The pieces
-  come from StarDist splitting a particle that looks large at the working pixel (a larger assumed
-  pixel size) and from small bright bits next to a particle that the watershed growth attaches.
+  contacts between touching labels are opened (the pixels on both sides of a contact set to
+  background), so that contacts move to the intensity edge as well as the outer surface: the bright
+  pixels of an opened contact are flooded back from the nearer particle, a dark gap (matrix) between
+  two particles becomes background.
+- :func:`contacts` / :func:`contact_dips`: every pair of labels that share a boundary, with the smoothed
+  intensity along it and beside it.
+- :func:`merge_pieces`: at full resolution, two touching labels are one particle when (1) their contact
+  shows no intensity dip against the material beside it on both sides (it is darker than that material
+  by less than half the particle-to-edge contrast of the slice), i.e. the boundary runs through particle
+  material, not a gap, and (2) together they are as convex as one particle (solidity >= 0.9; two equal
+  discs that touch have 0.88), since on this data many real neighbours touch with no visible gap.
 - :func:`segment_image_2d`: the whole path (see its docstring); re-exported by :mod:`.pipeline`.
 
 Axes (y, x); lengths in um unless named ``*_px``; intensities in the image's units.
@@ -52,7 +56,8 @@ def refine_slice(labels: np.ndarray, image: np.ndarray, pixel_size_um: float, *,
     3D path does, :func:`.refine.refinement_voxels`) on the slice as a one-slice volume.
 
     ``open_contacts``: set the pixels on both sides of each contact between two labels to background
-    first, so the refinement re-places contacts too (the 3D path keeps fused contacts as they are).
+    first, so the refinement re-places contacts too (the 3D path keeps fused contacts as they are;
+    one-pixel-thin labels vanish there and come back only as far as the flood from a neighbour reaches).
     ``threshold``: particle/matrix threshold (default: :func:`.refine.particle_matrix_threshold` of the
     given labels). Returns (labels, info with band/sigma in px and the threshold).
     """
