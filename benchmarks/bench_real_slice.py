@@ -43,7 +43,8 @@ EDGE_OFFSET_PX = 2
 VARIANTS = (("no seed merging (seed_h None)", {"seed_h": None}), ("seed_h 0.05", {"seed_h": 0.05}), ("seed_h 0.2", {"seed_h": 0.2}),
             ("no intensity merging (merge_dip None)", {"merge_dip": None}), ("merge_dip 0.3", {"merge_dip": 0.3}),
             ("merge_dip 0.7", {"merge_dip": 0.7}), ("merge_solidity 0.85", {"merge_solidity": 0.85}),
-            ("merge_solidity 0.95", {"merge_solidity": 0.95}), ("neither merge", {"seed_h": None, "merge_dip": None}))
+            ("merge_solidity 0.95", {"merge_solidity": 0.95}), ("neither merge", {"seed_h": None, "merge_dip": None}),
+            ("contacts kept in the refinement (open_contacts False)", {"open_contacts": False}))
 
 
 def fragments(labels: np.ndarray, share: float = FRAGMENT_AREA_SHARE, gap_px: int = FRAGMENT_GAP_PX) -> list[int]:
@@ -115,7 +116,7 @@ def run(image: np.ndarray, model: str, pixel_sizes: list[float]) -> dict:
     return out
 
 
-def report(res: dict, pixel_sizes: list[float], ref: float, image_name: str, model: str) -> str:
+def report(res: dict, pixel_sizes: list[float], ref: float, image_name: str, model: str, image: np.ndarray) -> str:
     lines = [f"# Real slice at assumed pixel sizes ({image_name})", "", machine_line(), "",
              f"`benchmarks/bench_real_slice.py`, model `{model}`; reference assumption {ref} um. "
              "Before = no refinement and no merging (`refine=False, seed_h=None`: nearest upsampling of the grown "
@@ -143,14 +144,15 @@ def report(res: dict, pixel_sizes: list[float], ref: float, image_name: str, mod
                 k, ious = match(la, lb)
                 lines.append(f"| {a} | {b} | {mode} | {k}/{int(la.max())} | {int(lb.max())} | {np.median(ious) if ious else float('nan'):.3f} |")
     lines += ["", "Merge settings (refinement on; one setting changed from the defaults at a time): particles / fragments / "
-              "seed merges + intensity merges; matched to the reference run with the same settings (IoU >= 0.5):", "",
+              "seed merges + intensity merges; matched to the reference run with the same settings (IoU >= 0.5); edge ratio:", "",
               "| setting | " + " | ".join(f"{px} um" for px in pixel_sizes) + " |", "| --- |" + " --- |" * len(pixel_sizes)]
     for name in ["after"] + [v[0] for v in VARIANTS]:
         cells = []
         for px in pixel_sizes:
             r, lab_ref = res[(px, name)], res[(ref, name)]["labels"]
             n, k = int(r["labels"].max()), match(r["labels"], lab_ref)[0]
-            cells.append(f"{n} / {len(r['fragments'])} / {r['info'].get('merged_seeds', 0)} + {r['info'].get('merged', 0)}; {k}/{n}")
+            cells.append(f"{n} / {len(r['fragments'])} / {r['info'].get('merged_seeds', 0)} + {r['info'].get('merged', 0)}; {k}/{n}; "
+                         f"edge {edge_measure(image, r['labels'])['ratio']:.2f}")
         lines.append(f"| {'defaults' if name == 'after' else name} | " + " | ".join(cells) + " |")
     lines += ["", "Fragment ids (after): " + "; ".join(f"{px}: {res[(px, 'after')]['fragments']}" for px in pixel_sizes), ""]
     return "\n".join(lines)
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         model = str(Path(a.model).resolve().relative_to(REPO))
     except ValueError:
         model = a.model
-    text = report(res, a.pixel_sizes, a.reference, Path(a.image).name, model)
+    text = report(res, a.pixel_sizes, a.reference, Path(a.image).name, model, image)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(text)
     print(text)

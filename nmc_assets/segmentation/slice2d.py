@@ -215,7 +215,8 @@ def fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
 def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size_um: float, *, min_area_um2: float = 3.0,
                      fg_threshold: float = FusionConfig.fg_threshold, grow: bool = True, refine: bool = True,
                      band_um: float = 0.4, sigma_um: float = 0.2, merge_dip: float | None = 0.5,
-                     merge_solidity: float = 0.9, seed_h: float | None = FusionConfig.h) -> tuple[np.ndarray, dict]:
+                     merge_solidity: float = 0.9, seed_h: float | None = FusionConfig.h,
+                     open_contacts: bool = True) -> tuple[np.ndarray, dict]:
     """Particles in one 2D slice with the 2D model, the same way the 3D fusion treats one view.
 
     The slice is normalised (1st/99.8th percentiles) and rescaled to the model's working pixel size.
@@ -226,7 +227,7 @@ def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size
     are merged into it (:func:`merge_shallow`, the 3D fusion's seed dynamic; None = off). Holes are filled
     per particle (cracks stay inside) and the labels are brought back to the input grid (nearest).
     With ``refine`` (default) every boundary then moves to the intensity edge at full resolution
-    (:func:`refine_slice`: ``band_um``, ``sigma_um`` as in the 3D path) and touching pieces with no
+    (:func:`refine_slice`: ``band_um``, ``sigma_um`` as in the 3D path, ``open_contacts``) and touching pieces with no
     intensity dip between them and a convex outline together are merged (:func:`merge_pieces`,
     ``merge_dip``, ``merge_solidity``; ``merge_dip=None``: no merging);
     holes are filled again. Last, pieces under ``min_area_um2`` are dropped and ids renumbered 1..n.
@@ -265,7 +266,7 @@ def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size
             "thresholds": meta.get("thresholds"), "refined": bool(refine), "merged_seeds": n_shallow, "merged": 0}
     if refine and out.any():
         t1 = time.time()
-        out, rinfo = refine_slice(out, image, pixel_size_um, band_um=band_um, sigma_um=sigma_um)
+        out, rinfo = refine_slice(out, image, pixel_size_um, band_um=band_um, sigma_um=sigma_um, open_contacts=open_contacts)
         if merge_dip is not None:
             out, merged = merge_pieces(out, image, rinfo["threshold"], sigma_px=rinfo["sigma_px"], near_px=rinfo["band_px"],
                                        max_dip=merge_dip, min_solidity=merge_solidity)
