@@ -123,7 +123,8 @@ def report(res: dict, pixel_sizes: list[float], ref: float, image_name: str, mod
              "StarDist instances); after = the defaults (shallow seeds merged, full-resolution refinement with "
              "contacts opened, pieces with no dip and a convex union merged). Fragments (not in ref): how many "
              "of them have no match in the reference run. Definitions in the script's docstring.", ""]
-    lines += ["| assumed um/px | path | particles | fragments (not in ref) | matched to ref (IoU>=0.5) | median matched IoU | edge: boundary / inside / outside | edge ratio | merged: seeds + pieces | seconds |",
+    lines += ["| assumed um/px | path | particles | fragments (not in ref) | matched to ref (IoU>=0.5) | median matched IoU "
+              "| edge: boundary / inside / outside | edge ratio | merged: seeds + pieces | seconds |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for px in pixel_sizes:
         for mode in ("before", "after"):
