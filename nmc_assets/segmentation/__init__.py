@@ -11,5 +11,6 @@ Modules (science core, no Dagster):
 - :mod:`.refine`       full-resolution boundary refinement, exactly local (numba kernels in ``_refine_kernels``)
 - :mod:`.fullres`      fused labels upsampled and refined block by block with a halo (Dask via ``blockwise``)
 - :mod:`.classical`    Otsu + distance-transform watershed baseline (no learning)
+- :mod:`.slice2d`      one 2D slice: StarDist, full-resolution refinement, pieces of one particle merged
 - :mod:`.pipeline`     the full path scan -> view maps -> fused labels, used by assets and benchmarks
 """

@@ -17,6 +17,7 @@ from nmc_assets.settings import setting
 
 from .fusion import FusionConfig, fuse
 from .scaling import bin_factor_for, bin_volume_slabwise
+from .slice2d import segment_image_2d  # noqa: F401  (one 2D slice; kept importable from here)
 from .training_set import VIEWS
 
 
@@ -144,10 +145,10 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
     refinement = keep = source = None
     name = str(intensity) if isinstance(intensity, (str, os.PathLike)) else f"tomogram of {scan}"
     if intensity is not None:
-        from .refine import Refinement, keep_table, lost_labels, scan_threshold
+        from .refine import Refinement, keep_table, lost_labels, refinement_voxels, scan_threshold
 
         source = open_zarr(intensity) if isinstance(intensity, (str, os.PathLike)) else intensity
-        band, sigma = max(1, round(band_um / voxel_um)), max(0.5, sigma_um / voxel_um)
+        band, sigma = refinement_voxels(band_um, sigma_um, voxel_um)
         threshold = scan_threshold(labels, factor, source, sigma) if n else 0.0
         refinement = Refinement(band, sigma, threshold)
         keep = keep_table(lost_labels(labels, factor, full_shape, band), n)
@@ -169,51 +170,3 @@ def _relative(image, labels_path) -> str | None:
     if not isinstance(image, (str, os.PathLike)):
         return None
     return os.path.relpath(os.path.abspath(image), os.path.abspath(labels_path))
-
-
-def segment_image_2d(model_dir: str | os.PathLike, image: np.ndarray, pixel_size_um: float, *, min_area_um2: float = 3.0, fg_threshold: float = FusionConfig.fg_threshold, grow: bool = True) -> tuple[np.ndarray, dict]:
-    """Particles in one 2D slice with the 2D model, the same way the 3D fusion treats one view.
-
-    The slice is normalised (1st/99.8th percentiles) and rescaled to the model's working pixel size.
-    StarDist's instances (prediction + NMS) are the seeds; with ``grow`` each grows by a watershed on
-    the smoothed probability into the foreground (probability > ``fg_threshold``), because star-convex
-    polygons of cracked, textured particles tend to stop short of the outer surface. Holes are filled
-    per particle (cracks stay inside), pieces under ``min_area_um2`` are dropped, and the labels are
-    brought back to the input grid (nearest). Returns ``(labels uint32 like image, info)``.
-    """
-    from scipy import ndimage
-    from skimage.segmentation import relabel_sequential, watershed
-
-    from .model import load_stardist, read_model_meta
-    from .training_set import normalize_percentiles
-    from .views import predict_slices
-
-    if image.ndim != 2:
-        raise ValueError(f"need a 2D image, got shape {image.shape}")
-    meta = read_model_meta(model_dir)
-    working = float(meta["working_pixel_um"])
-    zoom = pixel_size_um / working
-    small = ndimage.zoom(normalize_percentiles(image), zoom, order=1)
-    model = load_stardist(model_dir)
-    t0 = time.time()
-    seeds, _ = model.predict_instances(small, verbose=False)
-    labels = seeds.astype(np.uint32)
-    if grow:
-        prob, _ = predict_slices(model, small[None])
-        smooth = ndimage.gaussian_filter(prob[0], 1.0)
-        fg = ndimage.binary_fill_holes((smooth > fg_threshold) | (labels > 0))
-        labels = watershed(-smooth, labels, mask=fg).astype(np.uint32)
-    seconds = time.time() - t0
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is not None:
-            filled = ndimage.binary_fill_holes(labels[sl] == i)
-            labels[sl][filled & (labels[sl] == 0)] = i
-    # back to the input grid (nearest)
-    idx = [np.minimum((np.arange(n) * zoom).astype(int), s - 1) for n, s in zip(image.shape, labels.shape)]
-    out = labels[np.ix_(*idx)].astype(np.uint32)
-    areas = np.bincount(out.ravel()) * pixel_size_um**2
-    small_ids = np.flatnonzero(areas < min_area_um2)
-    out[np.isin(out, small_ids[small_ids > 0])] = 0
-    out = relabel_sequential(out)[0].astype(np.uint32)
-    return out, {"n_objects": int(out.max()), "n_seeds": int(seeds.max()), "working_shape": list(small.shape), "zoom": zoom,
-                 "predict_seconds": round(seconds, 2), "thresholds": meta.get("thresholds")}

@@ -74,6 +74,11 @@ def refine_halo(band: int, sigma: float) -> int:
     return HOPS_PER_BAND * band + 2 + max(gaussian_radius(sigma) + 1, band + 2)
 
 
+def refinement_voxels(band_um: float, sigma_um: float, voxel_um: float) -> tuple[int, float]:
+    """(band, sigma) in voxels for a band / smoothing given in um (band at least 1, sigma at least 0.5)."""
+    return max(1, round(band_um / voxel_um)), max(0.5, sigma_um / voxel_um)
+
+
 def smooth_intensity(intensity: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-smoothed intensity (float32; integer input is not copied to float first)."""
     return ndi.gaussian_filter(np.asarray(intensity), sigma, output=np.float32)
