@@ -45,10 +45,10 @@ def scan_config(seed: int, cycles: int, kind: str, voxel_size_um: float, shape):
     """The :class:`ScanConfig` of one training scan (and the mix positions, empty for a preset)."""
     from nmc_assets.beamline.defaults import mix_config, preset_config
 
-    size = {"shape": tuple(shape), "voxel_size_um": voxel_size_um, "cycles": cycles, "seed": seed}
+    size = {"shape": tuple(shape), "voxel_size_um": voxel_size_um, "cycles": cycles}
     if kind == "mix":
         return mix_config(seed, **size)
-    return preset_config(kind, **size), {}
+    return preset_config(kind, seed=seed, **size), {}
 
 
 def scan_id(seed: int, cycles: int, kind: str, voxel_size_um: float, shape) -> str:

@@ -71,7 +71,7 @@ def augmenter(seed: int = 0, config: TrainConfig | None = None):
 
     Per patch, in this order, each step skipped when its knob is 0: random rot90/flip; zoom (image
     linear, labels nearest, the same factor; zooming in crops the centre region at a random offset,
-    zooming out reflects image and labels at the border, the mirrored labels as new objects; then
+    zooming out reflects image and labels at the border; then
     disconnected pieces are split and pieces under ``aug_min_fragment_px`` dropped); Gaussian blur;
     intensity gain and offset; gamma on the normalised intensity (clipped at 0); contrast compression
     toward the patch mean; white noise; correlated (blurred) noise. Draws come from one generator
@@ -116,8 +116,8 @@ def augmenter(seed: int = 0, config: TrainConfig | None = None):
 def zoom_pair(x: np.ndarray, y: np.ndarray, factor: float, rng: np.random.Generator, min_fragment_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Zoom a 2D image (linear) and its instance labels (nearest) by ``factor``, keeping the shape.
 
-    Zooming in crops at a random offset; zooming out reflects both at the border (mirrored pieces get
-    new ids). Labels are then split into connected pieces (4-connectivity) and pieces under
+    Zooming in crops at a random offset; zooming out reflects both at the border (a particle cut by the
+    border and its mirror image are one symmetric object, as the image shows it). Labels are then split into connected pieces (4-connectivity) and pieces under
     ``min_fragment_px`` pixels set to background. ``factor`` 1 returns the inputs unchanged.
     """
     from scipy import ndimage
@@ -136,10 +136,8 @@ def zoom_pair(x: np.ndarray, y: np.ndarray, factor: float, rng: np.random.Genera
         ph, pw = max(0, h - zi.shape[0]), max(0, w - zi.shape[1])
         top, left = int(rng.integers(ph + 1)), int(rng.integers(pw + 1))
         pad = ((top, ph - top), (left, pw - left))
-        mirrored = np.pad(np.zeros(zl.shape, bool), pad, constant_values=True)
         zi = np.pad(zi, pad, mode="symmetric")[:h, :w]
-        zl = np.pad(zl.astype(np.int64), pad, mode="symmetric")
-        zl = np.where(mirrored & (zl > 0), zl + int(zl.max()) + 1, zl)[:h, :w]
+        zl = np.pad(zl, pad, mode="symmetric")[:h, :w]
     lbl = relabel_slice(zl)
     if min_fragment_px > 0 and lbl.max():
         sizes = np.bincount(lbl.ravel())

@@ -75,6 +75,5 @@ def test_zoom_splits_and_drops_fragments():
     x, y = zoom_pair(img, lbl, 0.8, np.random.default_rng(2), 6)
     ids, sizes = np.unique(y[y > 0], return_counts=True)
     assert sizes.min() >= 6 and np.array_equal(ids, np.arange(1, len(ids) + 1))
-    # zooming out reflects the border: mirrored copies of the corner disk become new objects
     assert len(ids) >= 2
     np.testing.assert_array_equal(zoom_pair(img, lbl, 1.0, np.random.default_rng(0))[1], lbl)
