@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_line  # noqa: E402
 from bench_hard import error_sources, simulate  # noqa: E402
 
-#: (preset, true voxel um, shape, seed, cycles): unseen seeds (training 1001-1008, segmentation benchmark
+#: (preset, true voxel um, shape, seed, cycles): unseen seeds (training 1001-1030, segmentation benchmark
 #: 2001-2002, hard 3001-3003). At 0.2 um the bin factor is 2 for all three declared sizes (0.4 / 0.16 and
 #: 0.4 / 0.24 both round to 2), so only the um -> pixel conversions move; at 0.07 um it is 7 / 6 / 5.
 SCANS = [("default", 0.2, (128, 320, 320), 3101, 50), ("default", 0.2, (128, 320, 320), 3102, 50),
