@@ -145,8 +145,12 @@ Validation scans (held out whole): {', '.join(meta.get('val_scans', []))}.
 - training: patch {tc['patch_size']}, batch {tc['batch_size']}, {tc['epochs']} epochs x {tc['steps_per_epoch']} steps, lr {tc['learning_rate']}, augmentation = {tc['augment']} (rot90/flip, intensity scale/shift, gamma {tc.get('aug_gamma', 0)}, contrast compression {tc.get('aug_contrast', 0)}, white noise, smooth noise {tc.get('aug_smooth_noise', 0)}, blur {tc.get('aug_blur', 0)} px, zoom {tc.get('aug_zoom', 0)}), seed {tc['seed']}; {meta['train_seconds']} s on a 2-core CPU
 - thresholds (optimised on the validation scans): prob {meta['thresholds']['prob']:.3f}, nms {meta['thresholds']['nms']:.2f}
 - validation (2D slices of the held-out scans): AP@0.5 = {meta['val_ap50']:.3f}, AP@0.75 = {meta['val_ap75']:.3f}
+  (depends on which scans are held out: with hard scans among them it is not comparable to a model
+  validated on default scans only)
 
-3D accuracy of the fused labels on unseen scans: see `benchmarks/results/segmentation.md`.
+3D accuracy of the fused labels on unseen scans: `benchmarks/results/segmentation.md` (default scans),
+`benchmarks/results/hard.md` (hard and default presets, against the previous model) and
+`benchmarks/results/voxel_size.md` (declared voxel size off by +-20 %).
 """
     (dst / "README.md").write_text(text)
 
