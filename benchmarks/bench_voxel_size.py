@@ -1,4 +1,4 @@
-"""Today's segmentation when the declared voxel size is off by -20 % / +20 % (issue 15 part 4, baseline only).
+"""The segmentation when the declared voxel size is off by -20 % / +20 % (issue 15 part 4).
 
     .venv/bin/python benchmarks/bench_voxel_size.py [--scratch /tmp/voxel_size_bench] \
         [--out benchmarks/results/voxel_size.md] [--no-hard] [--keep]
@@ -74,7 +74,7 @@ def run_declared(scratch: Path, sid: str, scale: float, model_dir: Path) -> dict
 
 def write_markdown(path: Path, rows: list[dict], command: str, planned: int) -> None:
     ref = {r["scan"]: r["accuracy"]["ap50"] for r in rows if r["scale"] == 1.0}
-    lines = ["# Declared voxel size off by -20 % / +20 % (issue 15 part 4): today's baseline", "", machine_line(),
+    lines = ["# Declared voxel size off by -20 % / +20 % (issue 15 part 4): the shipped segmentation", "", machine_line(),
              f"Command: `{command}`.", "",
              "The pipeline is told the true voxel size x 0.8 / x 1.0 / x 1.2. Shipped default model, the "
              "`view_probabilities` + `fused_labels` path (default FusionParams, boundary refinement), as `bench_hard.py`. "
