@@ -143,7 +143,7 @@ def write_markdown(path: Path, scans: list[dict], large: dict | None, model_meta
     lines = [
         "# Segmentation benchmark",
         "",
-        "Date 2026-11-21, machine: 2-core x86-64 CPU, 24 GiB, no GPU (shared with other jobs; timings +-2x).",
+        f"Date {time.strftime('%Y-%m-%d')}, machine: 2-core x86-64 CPU, 24 GiB, no GPU (shared with other jobs; timings +-2x).",
         f"Command: `.venv/bin/python benchmarks/bench_segmentation.py{' --large' if large else ''}`.",
         "",
         f"Model: shipped default `{model_meta['name']}` ({model_meta['n_params']} parameters, working pixel {model_meta['working_pixel_um']} um, "
