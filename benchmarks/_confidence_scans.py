@@ -5,7 +5,7 @@
 Each scan is cached in the scratch folder: ``<id>.tif`` / ``<id>.labels.tif`` (simulator),
 ``<id>.views.zarr`` (StarDist view maps of the shipped default model), ``<id>.fused.zarr`` (the default
 fusion with boundary refinement, as the ``fused_labels`` asset makes them). Seeds: the default model
-was trained on 1001-1008; the confidence weights are fitted on the ``FIT`` scans, evaluated on ``EVAL``.
+was trained on 1001-1030; the confidence weights are fitted on the ``FIT`` scans, evaluated on ``EVAL``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Today's segmentation on the beamline's ``hard`` preset (issue 15), with the ``default`` preset as the baseline.
 
     .venv/bin/python benchmarks/bench_hard.py [--scratch /tmp/hard_bench] [--out benchmarks/results/hard.md] \
-        [--only 0.2] [--ablation]
+        [--only 0.2] [--ablation] [--model DIR] [--baseline-model DIR [--baseline-only]]
 
 For each voxel size (0.2 um: 160 x 384 x 384; 0.07 um: 192 x 512 x 512) and each preset, one scan with a
-seed the shipped model never saw (training 1001-1008, the segmentation benchmark 2001-2002) goes through
+seed the shipped model never saw (training 1001-1030, the segmentation benchmark 2001-2002) goes through
 the path of the ``view_probabilities`` and ``fused_labels`` assets (shipped default model, percentile
 normalisation as stored by ingest, default :class:`FusionParams` with the boundary refinement) and the
 default feature set (:func:`compute_particle_features`). Scored against the simulator's truth:
@@ -14,6 +14,9 @@ default feature set (:func:`compute_particle_features`). Scored against the simu
   predicted label does not touch the scan border (as ``check_contract.py``);
 * damage error: median |damage_pred - damage_true| over the same particles; the same on the truth labels
   (features of the true labels) separates the measurement of damage from the segmentation;
+* ``--baseline-model``: the same scans through a second model (e.g. the previous shipped one), rows and
+  ratios in a second table; ``--baseline-only`` measures just those (cached in ``<scratch>/baseline.json``
+  per scan and model, reused by a later run);
 * where the errors are: unmatched predictions in binder/pore (< 50 % of their voxels on particles), split
   fragments (>= 50 % on one true particle); unmatched truths merged into a prediction that covers another
   true particle, or missed (< 50 % covered by any prediction).
@@ -109,7 +112,7 @@ def interior_errors(features, truth_table, truth_labels: np.ndarray, labels: np.
             "volume_errors": [round(float(x), 5) for x in vol_signed], "damage_errors": [round(float(x), 5) for x in bias]}
 
 
-def bench_scan(scratch: Path, sid: str, model_dir: Path) -> dict:
+def bench_scan(scratch: Path, sid: str, model_dir: Path, tag: str = "") -> dict:
     import pandas as pd
     import tifffile
 
@@ -129,7 +132,7 @@ def bench_scan(scratch: Path, sid: str, model_dir: Path) -> dict:
            "solid_fraction": side["solid_fraction"], "truth_damage_mean": float(table.damage.mean()),
            "truth_damage_max": float(table.damage.max())}
     params = FusionParams()
-    vp, fl = scratch / f"{sid}.views.zarr", scratch / f"{sid}.fused.zarr"
+    vp, fl = scratch / f"{sid}{tag}.views.zarr", scratch / f"{sid}{tag}.fused.zarr"
     t0 = time.perf_counter()
     info = view_probabilities(model_dir, img, vs, vp, normalize=(pct["1"], pct["99.8"]))
     t1 = time.perf_counter()
@@ -174,7 +177,7 @@ def pooled(rows: list[dict]) -> list[dict]:
 
 
 def write_markdown(path: Path, rows: list[dict], command: str) -> None:
-    lines = ["# Hard benchmark scans (issue 15): today's segmentation", "", machine_line(), f"Command: `{command}`.", "",
+    lines = ["# Hard benchmark scans (issue 15): the shipped segmentation", "", machine_line(), f"Command: `{command}`.", "",
              "Shipped default model, the `view_probabilities` + `fused_labels` path (default FusionParams, boundary "
              "refinement), default feature set. Interior = matched (IoU > 0.5) predictions not touching the scan border. "
              "Targets (issue 15, hard preset): AP@0.5 >= 0.93, mean matched IoU >= 0.88, interior volume error median "
@@ -209,6 +212,30 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
                           f"damage error {h['interior']['damage_err_median'] / d['interior']['damage_err_median']:.1f}x")
     lines += ["", "Hard against the default preset (same seed, size, path):", "", *ratios, ""]
     path.write_text("\n".join(lines) + "\n")
+
+
+def comparison_markdown(rows: list[dict], base_rows: list[dict], baseline: str) -> list[str]:
+    """Pooled rows of the model and the baseline model on the same scans, with model / baseline ratios."""
+    new = {(r["scan"].split(" ")[0], r["voxel_size_um"]): r for r in pooled(rows)}
+    old = {(r["scan"].split(" ")[0], r["voxel_size_um"]): r for r in pooled(base_rows)}
+    lines = ["## Against the baseline model", "", f"Baseline: `{baseline}`, the same scans and path in the same run. "
+             "Ratio = model / baseline.", "",
+             "| preset | voxel um | model | AP@0.5 | precision | recall | mean IoU | volume err median (bias) | damage err median (bias) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key in new:
+        if key not in old:
+            continue
+        for name, r in (("baseline", old[key]), ("model", new[key])):
+            a, i = r["accuracy"], r["interior"]
+            lines.append(f"| {key[0]} | {key[1]} | {name} | {a['ap50']:.3f} | {a['precision50']:.3f} | {a['recall50']:.3f} | "
+                         f"{a['mean_matched_iou']:.3f} | {100 * i['volume_err_median']:.1f} % ({100 * i['volume_bias_median']:+.1f} %) | "
+                         f"{i['damage_err_median']:.3f} ({i['damage_bias_median']:+.3f}) |")
+        n, o = new[key], old[key]
+        lines.append(f"| {key[0]} | {key[1]} | ratio | {n['accuracy']['ap50'] / o['accuracy']['ap50']:.2f} | | | "
+                     f"{n['accuracy']['mean_matched_iou'] / o['accuracy']['mean_matched_iou']:.2f} | "
+                     f"{n['interior']['volume_err_median'] / max(o['interior']['volume_err_median'], 1e-9):.2f} | "
+                     f"{n['interior']['damage_err_median'] / max(o['interior']['damage_err_median'], 1e-9):.2f} |")
+    return lines + [""]
 
 
 #: Ablation: the hard preset with one group of knobs set back to the default's (which knob costs what).
@@ -279,6 +306,8 @@ def main() -> int:
     ap.add_argument("--only", type=float, help="run only this voxel size (um); reuse the other's last results")
     ap.add_argument("--out", default=str(RESULTS / "hard.md"))
     ap.add_argument("--ablation", action="store_true", help="only the ablation; append it to --out")
+    ap.add_argument("--baseline-model", help="also run this model on the same scans (a comparison table)")
+    ap.add_argument("--baseline-only", action="store_true", help="only measure (and cache) the baseline model's rows")
     a = ap.parse_args()
     scratch = Path(a.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
@@ -292,7 +321,9 @@ def main() -> int:
         return 0
     store = scratch / "results.json"
     previous = {r["scan"]: r for r in json.loads(store.read_text())} if store.exists() else {}
-    rows = []
+    base_store = scratch / "baseline.json"
+    base_cache = json.loads(base_store.read_text()) if base_store.exists() else {}
+    rows, base_rows = [], []
     for vs, shape, seed, cycles in SCANS:
         for preset in PRESETS:
             sid = f"{preset}_v{int(round(vs * 1000))}nm_s{seed}"
@@ -301,13 +332,27 @@ def main() -> int:
                     rows.append(previous[sid])
                 continue
             sid, sim = simulate(scratch, preset, vs, shape, seed, cycles)
+            if a.baseline_model:
+                key = f"{sid}|{Path(a.baseline_model).resolve()}"
+                if key not in base_cache:
+                    base_cache[key] = {**bench_scan(scratch, sid, Path(a.baseline_model), ".baseline"), **sim}
+                    base_store.write_text(json.dumps(base_cache, default=float, indent=1))
+                base_rows.append(base_cache[key])
+                print(json.dumps({"baseline": sid, "accuracy": base_cache[key]["accuracy"]}, default=float), flush=True)
+            if a.baseline_only:
+                continue
             r = {**bench_scan(scratch, sid, Path(a.model)), **sim}
             print(json.dumps(r, default=float), flush=True)
             rows.append(r)
             store.write_text(json.dumps(rows, default=float, indent=1))
+    if a.baseline_only:
+        return 0
     out = Path(a.out)
     kept = out.read_text().partition("## Which knob costs what")[1:] if out.exists() else ("", "")
-    write_markdown(out, rows, "python benchmarks/bench_hard.py" + (f" --only {a.only}" if a.only else ""))
+    command = "python benchmarks/bench_hard.py" + (f" --only {a.only}" if a.only else "") + (" --baseline-model <previous model>" if a.baseline_model else "")
+    write_markdown(out, rows, command)
+    if base_rows:
+        out.write_text(out.read_text() + "\n".join(comparison_markdown(rows, base_rows, a.baseline_model)) + "\n")
     out.write_text(out.read_text() + "".join(kept))  # the last ablation stays
     print(f"wrote {a.out}")
     return 0

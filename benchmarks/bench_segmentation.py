@@ -5,7 +5,7 @@ throughput of the full path, and peak memory on a 512x1024x1024 scan.
         [--out benchmarks/results/segmentation.md]
 
 Test scans come from the beamline simulator with seeds and cycle counts the default model never saw
-(training used seeds 1001-1008 at 10/50 cycles). Every method works on the same binned volume
+(training used seeds 1001-1030 at 10/50 cycles). Every method works on the same binned volume
 (0.4 um working pixels) and is scored at full resolution against the simulator's filled labels:
 AP = tp / (tp + fp + fn) at IoU 0.5 / 0.75, precision, recall, mean matched IoU.
 """
@@ -143,12 +143,12 @@ def write_markdown(path: Path, scans: list[dict], large: dict | None, model_meta
     lines = [
         "# Segmentation benchmark",
         "",
-        "Date 2026-11-21, machine: 2-core x86-64 CPU, 24 GiB, no GPU (shared with other jobs; timings +-2x).",
+        f"Date {time.strftime('%Y-%m-%d')}, machine: 2-core x86-64 CPU, 24 GiB, no GPU (shared with other jobs; timings +-2x).",
         f"Command: `.venv/bin/python benchmarks/bench_segmentation.py{' --large' if large else ''}`.",
         "",
         f"Model: shipped default `{model_meta['name']}` ({model_meta['n_params']} parameters, working pixel {model_meta['working_pixel_um']} um, "
         f"2D validation AP@0.5 {model_meta['val_ap50']:.3f}). Test scans: virtual, {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} at {VOXEL_UM} um, "
-        f"seeds/cycles {TEST_SCANS} (training used seeds 1001-1008 at 10/50 cycles). 3D metrics at full resolution against the simulator's filled labels; "
+        f"seeds/cycles {TEST_SCANS} (training used seeds 1001-1030 at 10/50 cycles). 3D metrics at full resolution against the simulator's filled labels; "
         "AP = tp / (tp + fp + fn).",
         "",
     ]

@@ -1,4 +1,4 @@
-"""Today's segmentation when the declared voxel size is off by -20 % / +20 % (issue 15 part 4, baseline only).
+"""The segmentation when the declared voxel size is off by -20 % / +20 % (issue 15 part 4).
 
     .venv/bin/python benchmarks/bench_voxel_size.py [--scratch /tmp/voxel_size_bench] \
         [--out benchmarks/results/voxel_size.md] [--no-hard] [--keep]
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_line  # noqa: E402
 from bench_hard import error_sources, simulate  # noqa: E402
 
-#: (preset, true voxel um, shape, seed, cycles): unseen seeds (training 1001-1008, segmentation benchmark
+#: (preset, true voxel um, shape, seed, cycles): unseen seeds (training 1001-1030, segmentation benchmark
 #: 2001-2002, hard 3001-3003). At 0.2 um the bin factor is 2 for all three declared sizes (0.4 / 0.16 and
 #: 0.4 / 0.24 both round to 2), so only the um -> pixel conversions move; at 0.07 um it is 7 / 6 / 5.
 SCANS = [("default", 0.2, (128, 320, 320), 3101, 50), ("default", 0.2, (128, 320, 320), 3102, 50),
@@ -74,7 +74,7 @@ def run_declared(scratch: Path, sid: str, scale: float, model_dir: Path) -> dict
 
 def write_markdown(path: Path, rows: list[dict], command: str, planned: int) -> None:
     ref = {r["scan"]: r["accuracy"]["ap50"] for r in rows if r["scale"] == 1.0}
-    lines = ["# Declared voxel size off by -20 % / +20 % (issue 15 part 4): today's baseline", "", machine_line(),
+    lines = ["# Declared voxel size off by -20 % / +20 % (issue 15 part 4): the shipped segmentation", "", machine_line(),
              f"Command: `{command}`.", "",
              "The pipeline is told the true voxel size x 0.8 / x 1.0 / x 1.2. Shipped default model, the "
              "`view_probabilities` + `fused_labels` path (default FusionParams, boundary refinement), as `bench_hard.py`. "

@@ -104,7 +104,7 @@ class StardistModelConfig(CoreSettingsConfig):
     group_name=GROUP,
     deps=[stardist_training_set],
     kinds={"tensorflow", "stardist"},
-    code_version="seg-model-v1",
+    code_version="seg-model-v2",  # v2: the shipped default retrained on default + hard + mixed scans (issue 15)
     pool="gpu",
     owners=["team:segmentation"],
 )

@@ -39,7 +39,17 @@ class TrainConfig:
     epochs: int = setting(40, "training epochs")
     steps_per_epoch: int = setting(50, "batches per epoch")
     learning_rate: float = setting(3e-4, "Adam learning rate")
-    augment: bool = setting(True, "random rot90/flips, intensity scale/shift and Gaussian noise")
+    augment: bool = setting(True, "augment training patches (see augmenter; the aug_* knobs, each 0 = off)")
+    aug_flip: bool = setting(True, "random rot90 and flips (the axes are isotropic)")
+    aug_scale: float = setting(0.3, "intensity gain drawn in 1 +- this")
+    aug_shift: float = setting(0.15, "intensity offset drawn in +- this (normalised units)")
+    aug_noise: float = setting(0.05, "white Gaussian noise, sd drawn in [0, this]")
+    aug_gamma: float = setting(0.5, "gamma drawn log-uniform in exp(+- this) on the normalised intensity (< 1 brightens binder)")
+    aug_contrast: float = setting(0.3, "contrast compressed toward the patch mean by a factor drawn in [0, this]")
+    aug_smooth_noise: float = setting(0.06, "correlated noise (white noise blurred with sigma 0.7-2 px), sd drawn in [0, this]")
+    aug_blur: float = setting(1.0, "Gaussian blur, sigma drawn in [0, this] px")
+    aug_zoom: float = setting(0.25, "zoom drawn log-uniform in [1 / (1 + this), 1 + this] (image linear, labels nearest)")
+    aug_min_fragment_px: int = setting(6, "after zoom: label pieces smaller than this (pixels) are dropped")
     seed: int = setting(0, "seed of the initialisation, augmentation and batch order")
     # data
     working_pixel_um: float = setting(DEFAULT_WORKING_PIXEL_UM, "pixel size the model works at (um; scans are binned to it)")
@@ -56,20 +66,86 @@ def _seed_everything(seed: int) -> None:
     tf.random.set_seed(seed)
 
 
-def augmenter(seed: int = 0):
-    """Random flips/rot90 (axes are isotropic), intensity scale/shift and Gaussian noise."""
+def augmenter(seed: int = 0, config: TrainConfig | None = None):
+    """The training-patch augmentation (the one place; knobs: ``aug_*`` of :class:`TrainConfig`).
+
+    Per patch, in this order, each step skipped when its knob is 0: random rot90/flip; zoom (image
+    linear, labels nearest, the same factor; zooming in crops the centre region at a random offset,
+    zooming out reflects image and labels at the border; then
+    disconnected pieces are split and pieces under ``aug_min_fragment_px`` dropped); Gaussian blur;
+    intensity gain and offset; gamma on the normalised intensity (clipped at 0); contrast compression
+    toward the patch mean; white noise; correlated (blurred) noise. Draws come from one generator
+    seeded with ``seed``: the same seed and patches give the same output. Shapes and dtypes are kept
+    (image float32, labels as given).
+    """
+    c = config or TrainConfig()
     rng = np.random.default_rng(seed)
 
     def augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = int(rng.integers(4))
-        x, y = np.rot90(x, k), np.rot90(y, k)
-        if rng.random() < 0.5:
-            x, y = x[:, ::-1], y[:, ::-1]
-        x = x * rng.uniform(0.7, 1.3) + rng.uniform(-0.15, 0.15)
-        x = x + rng.normal(0, rng.uniform(0, 0.05), x.shape)
+        from scipy import ndimage
+
+        x = np.asarray(x, np.float32)
+        if c.aug_flip:
+            k = int(rng.integers(4))
+            x, y = np.rot90(x, k), np.rot90(y, k)
+            if rng.random() < 0.5:
+                x, y = x[:, ::-1], y[:, ::-1]
+        if c.aug_zoom > 0:
+            z = float(np.exp(rng.uniform(-np.log1p(c.aug_zoom), np.log1p(c.aug_zoom))))
+            x, y = zoom_pair(x, y, z, rng, c.aug_min_fragment_px)
+        if c.aug_blur > 0:
+            x = ndimage.gaussian_filter(x, rng.uniform(0, c.aug_blur), mode="reflect")
+        if c.aug_scale > 0 or c.aug_shift > 0:
+            x = x * rng.uniform(1 - c.aug_scale, 1 + c.aug_scale) + rng.uniform(-c.aug_shift, c.aug_shift)
+        if c.aug_gamma > 0:
+            xc = np.clip(x, 0, None)
+            x = x + (xc ** np.exp(rng.uniform(-c.aug_gamma, c.aug_gamma)) - xc)
+        if c.aug_contrast > 0:
+            m = float(x.mean())
+            x = m + (x - m) * (1 - rng.uniform(0, c.aug_contrast))
+        if c.aug_noise > 0:
+            x = x + rng.normal(0, rng.uniform(0, c.aug_noise), x.shape)
+        if c.aug_smooth_noise > 0:
+            w = ndimage.gaussian_filter(rng.standard_normal(x.shape), rng.uniform(0.7, 2.0), mode="wrap")
+            x = x + w / max(float(w.std()), 1e-6) * rng.uniform(0, c.aug_smooth_noise)
         return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y)
 
     return augment
+
+
+def zoom_pair(x: np.ndarray, y: np.ndarray, factor: float, rng: np.random.Generator, min_fragment_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom a 2D image (linear) and its instance labels (nearest) by ``factor``, keeping the shape.
+
+    Zooming in crops at a random offset; zooming out reflects both at the border (a particle cut by the
+    border and its mirror image are one symmetric object, as the image shows it). Labels are then split into connected pieces (4-connectivity) and pieces under
+    ``min_fragment_px`` pixels set to background. ``factor`` 1 returns the inputs unchanged.
+    """
+    from scipy import ndimage
+
+    from .training_set import relabel_slice
+
+    if factor == 1.0:
+        return x, y
+    h, w = x.shape
+    zi = ndimage.zoom(np.asarray(x, np.float32), factor, order=1, mode="reflect", grid_mode=True)
+    zl = ndimage.zoom(np.asarray(y), factor, order=0, mode="nearest", grid_mode=True)
+    if zi.shape[0] >= h and zi.shape[1] >= w:
+        oy, ox = int(rng.integers(zi.shape[0] - h + 1)), int(rng.integers(zi.shape[1] - w + 1))
+        zi, zl = zi[oy:oy + h, ox:ox + w], zl[oy:oy + h, ox:ox + w]
+    else:
+        ph, pw = max(0, h - zi.shape[0]), max(0, w - zi.shape[1])
+        top, left = int(rng.integers(ph + 1)), int(rng.integers(pw + 1))
+        pad = ((top, ph - top), (left, pw - left))
+        zi = np.pad(zi, pad, mode="symmetric")[:h, :w]
+        zl = np.pad(zl, pad, mode="symmetric")[:h, :w]
+    lbl = relabel_slice(zl)
+    if min_fragment_px > 0 and lbl.max():
+        sizes = np.bincount(lbl.ravel())
+        small = sizes < min_fragment_px
+        small[0] = False
+        lbl[small[lbl]] = 0
+        lbl = relabel_slice(lbl)
+    return zi, lbl.astype(y.dtype if np.issubdtype(y.dtype, np.integer) and lbl.max() <= np.iinfo(y.dtype).max else np.uint32)
 
 
 def _pad_to_patch(images: list[np.ndarray], labels: list[np.ndarray], patch: int):
@@ -144,7 +220,7 @@ def train_stardist(
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         model = StarDist2D(sd_conf, name=out_dir.name, basedir=str(tmp.parent / "_stardist_build" / tmp.name))
-        model.train(X, Y, validation_data=(Xv, Yv), augmenter=augmenter(config.seed) if config.augment else None, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch)
+        model.train(X, Y, validation_data=(Xv, Yv), augmenter=augmenter(config.seed, config) if config.augment else None, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch)
         train_s = time.time() - t0
         n_opt = min(len(Xv), 24)  # threshold search runs NMS many times: a deterministic subset keeps it to ~1 min
         sub = np.linspace(0, len(Xv) - 1, n_opt).round().astype(int)
