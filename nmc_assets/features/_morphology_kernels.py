@@ -191,33 +191,11 @@ FACE_OFFSETS = np.array([(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1
 
 
 @njit(cache=True, nogil=True)
-def contact_faces_per_z(filled, other):
-    """Per z: outer voxel faces of ``filled`` (face to a voxel outside it; faces on the array border are
-    not counted; the caller's crops pad the volume border with background) and those of them whose neighbour across the face is ``other``, as float64 counts."""
-    nz, ny, nx = filled.shape
-    n_faces = np.zeros(nz)
-    n_contact = np.zeros(nz)
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if not filled[z, y, x]:
-                    continue
-                for d in range(6):
-                    zz, yy, xx = z + FACE_OFFSETS[d, 0], y + FACE_OFFSETS[d, 1], x + FACE_OFFSETS[d, 2]
-                    if zz < 0 or yy < 0 or xx < 0 or zz >= nz or yy >= ny or xx >= nx:
-                        continue
-                    if filled[zz, yy, xx]:
-                        continue
-                    n_faces[z] += 1
-                    if other[zz, yy, xx]:
-                        n_contact[z] += 1
-    return n_faces, n_contact
-
-
-@njit(cache=True, nogil=True)
 def contact_faces_bright_per_z(filled, other, img, level, window, z_lo, z_hi, y_hi, x_hi):
-    """As :func:`contact_faces_per_z`, but a face to ``other`` counts as contact only where ``img`` stays
-    at or above ``level`` along the face normal: the ``2 * window`` voxels from ``window - 1`` inside
+    """Per z: outer voxel faces of ``filled`` (faces on the array border are not counted; the caller's
+    crops pad the volume border with background) and those of them whose neighbour across the face is
+    ``other`` and where ``img`` stays at or above ``level`` along the face normal (``window`` 0: every
+    face to ``other``): the ``2 * window`` voxels from ``window - 1`` inside
     ``filled`` to ``window`` beyond the face (no darker gap between the two particles). The line is cut
     to the voxel's tile: z in ``[z_lo[z], z_hi[z])``, y below ``y_hi[z]``, x below ``x_hi[z]``."""
     nz, ny, nx = filled.shape

@@ -88,8 +88,8 @@ class FeatureSettings:
             raise ValueError(f"feature_set must be one of {list(FEATURE_SETS)}, got {self.feature_set!r}")
         if self.contact_gap_vox < 0:
             raise ValueError(f"contact_gap_vox must be >= 0, got {self.contact_gap_vox}")
-        if not (self.contact_window_um >= 0 and np.isfinite(self.contact_window_um)):
-            raise ValueError(f"contact_window_um must be a finite number >= 0, got {self.contact_window_um}")
+        if not (0 <= self.contact_window_um <= 5.0):  # also rejects NaN; wider windows only grow every crop
+            raise ValueError(f"contact_window_um must be between 0 and 5 um, got {self.contact_window_um}")
         if not np.isfinite(self.contact_level):
             raise ValueError(f"contact_level must be finite, got {self.contact_level}")
 

@@ -145,10 +145,8 @@ def contact_fraction(mosaic: Mosaic, rule: ContactRule = ContactRule()) -> np.nd
     k = kernels().morphology
     if rule.gap_vox >= 1:
         n_boundary, n_contact = k.contact_per_z(mosaic.filled, mosaic.other, rule.gap_vox)
-    elif rule.window_vox >= 1:
+    else:  # window 0: every face to another label (the line test is empty)
         n_boundary, n_contact = k.contact_faces_bright_per_z(mosaic.filled, mosaic.other, mosaic.img,
                                                              np.float32(rule.level), rule.window_vox,
                                                              *mosaic.tile_extents())
-    else:
-        n_boundary, n_contact = k.contact_faces_per_z(mosaic.filled, mosaic.other)
     return mosaic.tile_sums(n_contact) / np.maximum(1, mosaic.tile_sums(n_boundary))

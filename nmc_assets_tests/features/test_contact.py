@@ -111,6 +111,9 @@ def test_contact_settings_are_validated():
 
     with pytest.raises(ValueError, match="contact_window_um"):
         FeatureSettings(contact_window_um=-1.0)
+    for bad in (float("nan"), 1e6):
+        with pytest.raises(ValueError, match="contact_window_um"):
+            FeatureSettings(contact_window_um=bad)
     with pytest.raises(ValueError, match="contact_level"):
         FeatureSettings(contact_level=float("nan"))
     rule = FeatureSettings().contact_rule(0.2, IntensityLevels(solid_threshold=100.0, solid_level=180.0), 100.0)
