@@ -221,7 +221,7 @@ class FusedLabelsConfig(CoreSettingsConfig):
     group_name=GROUP,
     deps=[view_probabilities, "raw_tomogram"],
     kinds={"numpy", "scipy", "zarr"},
-    code_version="seg-fused-v4",  # v4: OME-Zarr label image with pyramid
+    code_version="seg-fused-v5",  # v5: the refinement threshold adapts to the matrix next to the particles
     owners=["team:segmentation"],
 )
 def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource,

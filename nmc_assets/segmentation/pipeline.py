@@ -149,7 +149,7 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
 
         source = open_zarr(intensity) if isinstance(intensity, (str, os.PathLike)) else intensity
         band, sigma = refinement_voxels(band_um, sigma_um, voxel_um)
-        threshold = scan_threshold(labels, factor, source, sigma) if n else 0.0
+        threshold = scan_threshold(labels, factor, source, sigma, band) if n else 0.0
         refinement = Refinement(band, sigma, threshold)
         keep = keep_table(lost_labels(labels, factor, full_shape, band), n)
         info["boundary_refinement"] = {"band_voxels": band, "sigma_voxels": sigma, "threshold": threshold, "hops": refinement.hops}

@@ -69,7 +69,7 @@ def refine_slice(labels: np.ndarray, image: np.ndarray, pixel_size_um: float, *,
     if not lab.any():
         return lab.copy(), info
     if threshold is None:
-        threshold = particle_matrix_threshold(lab, image, sigma)
+        threshold = particle_matrix_threshold(lab, image, sigma, band)
     info["threshold"] = float(threshold)
     start = np.where(touching_pixels(lab), 0, lab) if open_contacts else lab
     out = refine_labels(start[None], np.asarray(image, np.float32)[None], threshold, band=band, sigma=sigma)[0]
