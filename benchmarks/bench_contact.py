@@ -42,7 +42,7 @@ def segment(scratch: Path, preset: str, vs: float, shape, seed: int, cycles: int
     from nmc_assets.beamline.simulate import simulate_scan, write_scan
     from nmc_assets.ingest.readers import intensity_percentiles
     from nmc_assets.segmentation.pipeline import FusionParams, fused_labels, view_probabilities
-    from nmc_assets.storage import read_zarr
+    from nmc_assets.storage import open_zarr_group, read_zarr
 
     sid = f"{preset}_v{int(round(vs * 1000))}nm_s{seed}"
     if not (scratch / f"{sid}.tif").exists():
@@ -52,11 +52,11 @@ def segment(scratch: Path, preset: str, vs: float, shape, seed: int, cycles: int
     table = pd.read_parquet(scratch / f"{sid}.truth.parquet")
     vp, fl = scratch / f"{sid}.views.zarr", scratch / f"{sid}.fused.zarr"
     t0 = time.perf_counter()
-    if not fl.exists():
+    params = FusionParams()
+    if not vp.exists() or open_zarr_group(vp).attrs.get("model_dir") != str(model_dir):  # view maps are reused per model only
         pct = intensity_percentiles(img)
-        params = FusionParams()
         view_probabilities(model_dir, img, vs, vp, normalize=(pct["1"], pct["99.8"]))
-        fused_labels(vp, fl, params, intensity=img, band_um=params.refine_band_um, sigma_um=params.refine_sigma_um)
+    fused_labels(vp, fl, params, intensity=img, band_um=params.refine_band_um, sigma_um=params.refine_sigma_um)  # always today's fusion
     return sid, img, truth, table, read_zarr(fl), time.perf_counter() - t0
 
 
