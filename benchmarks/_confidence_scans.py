@@ -39,12 +39,13 @@ def scan_id(seed: int, cycles: int) -> str:
 
 
 def prepare(scratch: Path, seed: int, cycles: int, report=print) -> str:
-    """Simulate (if missing), predict the views and fuse (if missing); return the scan id."""
+    """Simulate (if missing), predict the views (if missing or from another model), fuse; return the scan id."""
     import tifffile
 
     from nmc_assets.beamline.simulate import ScanConfig, simulate_scan, write_scan
     from nmc_assets.segmentation.model import shipped_model_dir
     from nmc_assets.segmentation.pipeline import FusionParams, fused_labels, view_probabilities
+    from nmc_assets.storage import open_zarr_group
 
     sid = scan_id(seed, cycles)
     t0 = time.perf_counter()
@@ -55,12 +56,11 @@ def prepare(scratch: Path, seed: int, cycles: int, report=print) -> str:
         config = ScanConfig(shape=SHAPE, voxel_size_um=VOXEL_UM, cycles=cycles, seed=seed, render=render)
         write_scan(simulate_scan(config), scratch, sid)
     vp, fl = scratch / f"{sid}.views.zarr", scratch / f"{sid}.fused.zarr"
-    if not fl.exists():
-        img = tifffile.imread(scratch / f"{sid}.tif").astype(np.float32)
+    img = tifffile.imread(scratch / f"{sid}.tif").astype(np.float32)
+    if not vp.exists() or open_zarr_group(vp).attrs.get("model_dir") != str(shipped_model_dir()):  # reused per model only
         lo, hi = np.percentile(img[::4], [1, 99.8])
-        if not vp.exists():
-            view_probabilities(shipped_model_dir(), img, VOXEL_UM, vp, normalize=(float(lo), float(hi)))
-        fused_labels(vp, fl, FusionParams(), intensity=img)
+        view_probabilities(shipped_model_dir(), img, VOXEL_UM, vp, normalize=(float(lo), float(hi)))
+    fused_labels(vp, fl, FusionParams(), intensity=img)  # always today's fusion and refinement
     report(f"{sid}: ready ({time.perf_counter() - t0:.0f} s)")
     return sid
 
