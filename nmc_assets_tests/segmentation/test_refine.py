@@ -140,3 +140,23 @@ def test_threshold_on_dark_binder_is_the_midpoint():
     truth, image = _coated_balls(binder=90.0)
     threshold = particle_matrix_threshold(truth, image, 1.0, band=2)
     assert threshold == pytest.approx(0.5 * (200 + 90), abs=6)
+
+
+def test_squared_distance_estimate_is_exact_on_axes_and_diagonals_and_close_elsewhere():
+    from nmc_assets.segmentation.refine import squared_distance_estimate
+
+    mask = np.ones((21, 21, 21), bool)
+    mask[10, 10, 10] = False  # distance to one outside voxel
+    d2 = squared_distance_estimate(mask)
+    assert d2.dtype == np.int32 and d2[10, 10, 10] == 0
+    assert d2[10, 10, 17] == 49 and d2[3, 10, 10] == 49  # along an axis
+    assert d2[14, 14, 14] == 48 and d2[10, 13, 13] == 18  # 3D and 2D diagonals: 3 * 4^2, 2 * 3^2
+    blob = np.ones((40, 40, 40), bool)
+    core = np.zeros_like(blob)
+    core[17:21, 16:22, 18:23] = True
+    blob[ndi.binary_dilation(core, iterations=3)] = False  # a rounded box: every surface orientation
+    exact = ndi.distance_transform_edt(blob)
+    estimate = np.sqrt(squared_distance_estimate(blob))
+    inside = blob & (exact > 0)
+    ratio = estimate[inside] / exact[inside]
+    assert ratio.min() >= 0.85 and ratio.max() <= 1.17  # planes: up to 15 % short; corners: up to 17 % long
