@@ -167,6 +167,12 @@ def workers_within_budget(*, scan: str, step: str, budget: int, fixed: int, per_
 # --------------------------------------------------------------------------------------------------
 # running blocks on Dask
 # --------------------------------------------------------------------------------------------------
+#: Block items larger than this (bytes, ``dask.sizeof``) are scattered to the workers before their task
+#: is submitted: Dask warns about (and slows down on) task graphs that carry megabytes of data, as a
+#: whole small scan in one block does.
+SCATTER_BYTES = 1 << 20
+
+
 class BlockRunner:
     """Runs block functions on Dask and gives the results back in submission order.
 
@@ -217,6 +223,7 @@ class BlockRunner:
         if self._client is None:
             with self:
                 return self.map(func, items, progress=progress, max_in_flight=max_in_flight, **kwargs)
+        from dask.sizeof import sizeof
         from distributed import as_completed
 
         items = list(items)
@@ -234,6 +241,8 @@ class BlockRunner:
             if nxt is None:
                 return None
             i, item = nxt
+            if sizeof(item) > SCATTER_BYTES:  # sent to the workers directly, not inside the task graph
+                item = self._client.scatter([item], hash=False)[0]
             fut = self._client.submit(func, item, pure=False, key=f"{name}-{token}-{i}", **kwargs)
             futures[fut] = i
             return fut

@@ -121,3 +121,23 @@ def test_block_workers_from_the_environment_are_checked(monkeypatch):
     monkeypatch.setenv("NMC_BLOCK_WORKERS", "lots")
     with pytest.raises(ValueError, match="'lots'"):
         _env_workers()
+
+
+def _window_sum(item, offset=0):
+    index, window = item
+    return index, int(window.sum()) + offset
+
+
+def test_large_items_travel_outside_the_task_graph(dask_cluster_address):
+    """A 12 MB block item (a small scan in one block) reaches the task whole, without Dask's
+    large-graph warning, on the local and on a separate-process cluster."""
+    import warnings
+
+    big = np.ones((12, 512, 256), np.float64)  # 12 MiB: above SCATTER_BYTES
+    small = np.arange(10)
+    items = [(0, big), (1, small)]
+    for runner in (BlockRunner(workers=2), BlockRunner(dask_cluster_address)):
+        with runner, warnings.catch_warnings():
+            warnings.simplefilter("error")  # the large-graph warning would fail the map
+            assert runner.map(_window_sum, items, offset=1) == [(0, big.size + 1), (1, 46)]
+    assert blockwise.SCATTER_BYTES < big.nbytes
