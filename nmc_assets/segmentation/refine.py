@@ -46,8 +46,8 @@ from scipy import ndimage as ndi
 HOPS_PER_BAND = 3
 #: The neighbouring matrix the threshold adapts to: voxels farther than 1 and at most 2 band from the
 #: labels (beyond the blurred edge even where the labels are 2/3 band short, within the flood's reach),
-#: and the share of them the threshold stays above (90 %); checked on the hard benchmark's scans
-#: (benchmarks/results/hard.md).
+#: and the share of them the threshold stays above (90 %); measured against the former rule on the
+#: hard benchmark's scans (benchmarks/bench_refine_threshold.py, results/refine_threshold.md).
 #: The upper percentile comes from a normal fit to the ring's median and lower quartile (the lower half
 #: is pure matrix; a particle's own blurred edge, when the labels are a little small, only adds
 #: bright values): median + z(0.9) x (median - q25) / z(0.75).
@@ -121,9 +121,9 @@ def particle_matrix_threshold(labels: np.ndarray, intensity: np.ndarray, sigma: 
 def squared_distance_estimate(mask: np.ndarray) -> np.ndarray:
     """Squared distance (voxels^2, int32) of every ``mask`` voxel to the nearest voxel outside it, as
     chessboard x taxicab distance: exact along the axes and the diagonals, between 15 % short (from a
-    plane) and 17 % long (from a corner) of the Euclidean distance in between. On a 128 x 512 x 512 region the threshold takes 3.6 s and 0.5 GiB
-    with it, 9.4 s and 1.5 GiB with ``distance_transform_edt`` (same thresholds within 0.3 grey levels
-    on the hard benchmark's scans)."""
+    plane) and 17 % long (from a corner) of the Euclidean distance in between. On a 128 x 512 x 512
+    region the threshold takes 3.6 s and 0.5 GiB with it, 9.4 s and 1.5 GiB with
+    ``distance_transform_edt`` (same thresholds within 0.3 grey levels on the hard benchmark's scans)."""
     chessboard = ndi.distance_transform_cdt(mask, metric="chessboard")
     chessboard *= ndi.distance_transform_cdt(mask, metric="taxicab")
     return chessboard
