@@ -254,8 +254,11 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     tomogram = open_zarr(layout.tomogram(scan))
     refinement = info.get("boundary_refinement", {})
     if refinement:
+        levels = (f"; threshold {refinement['threshold']:.1f} (particles {refinement['particle_level']:.1f}, neighbouring "
+                  f"matrix {refinement['matrix_level']:.1f}, its 90th percentile {refinement['matrix_q90']:.1f})"
+                  if "particle_level" in refinement else "")
         context.log.info(f"boundary refinement: band {refinement['band_voxels']} voxels, "
-                         f"foreground change {refinement['foreground_change']:+.3f}")
+                         f"foreground change {refinement['foreground_change']:+.3f}{levels}")
     png = labels_overlay_png(tomogram, open_zarr(out))
     png_path = atomic_write_bytes(out.with_suffix(".png"), png)
     return dg.MaterializeResult(
@@ -267,6 +270,8 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
             "seconds": dg.MetadataValue.float(info["seconds"]),
             "pyramid_seconds": dg.MetadataValue.float(float(info["pyramid_seconds"])),
             "boundary_refinement_foreground_change": dg.MetadataValue.float(round(refinement.get("foreground_change", 0.0), 4)),
+            **{f"boundary_refinement_{k}": dg.MetadataValue.float(round(float(refinement[k]), 2))
+               for k in ("threshold", "particle_level", "matrix_level", "matrix_q90") if k in refinement},
             "preview_png": dg.MetadataValue.path(str(png_path)),
             "preview": dg.MetadataValue.md(png_markdown(png, "labels xy | xz | yz", max_side=None)),
         }

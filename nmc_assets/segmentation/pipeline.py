@@ -145,14 +145,17 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
     refinement = keep = source = None
     name = str(intensity) if isinstance(intensity, (str, os.PathLike)) else f"tomogram of {scan}"
     if intensity is not None:
-        from .refine import Refinement, keep_table, lost_labels, refinement_voxels, scan_threshold
+        from .refine import Refinement, keep_table, lost_labels, refinement_voxels, scan_threshold_levels
 
         source = open_zarr(intensity) if isinstance(intensity, (str, os.PathLike)) else intensity
         band, sigma = refinement_voxels(band_um, sigma_um, voxel_um)
-        threshold = scan_threshold(labels, factor, source, sigma, band) if n else 0.0
+        levels = scan_threshold_levels(labels, factor, source, sigma, band) if n else None
+        threshold = levels.threshold if levels else 0.0
         refinement = Refinement(band, sigma, threshold)
         keep = keep_table(lost_labels(labels, factor, full_shape, band), n)
-        info["boundary_refinement"] = {"band_voxels": band, "sigma_voxels": sigma, "threshold": threshold, "hops": refinement.hops}
+        info["boundary_refinement"] = {"band_voxels": band, "sigma_voxels": sigma, "threshold": threshold, "hops": refinement.hops,
+                                       **({"particle_level": levels.particle, "matrix_level": levels.matrix,
+                                           "matrix_q90": levels.matrix_q90} if levels else {})}
     progress = Progress(f"fused_labels {scan}: full resolution", 0, report)
     written = write_full_resolution(labels, factor, full_shape, out_path, info, intensity=source, refinement=refinement, keep=keep,
                                     source_name=name, block_shape=block_shape, runner=runner, progress=progress,

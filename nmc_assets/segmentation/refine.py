@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -98,12 +99,21 @@ def smooth_intensity(intensity: np.ndarray, sigma: float) -> np.ndarray:
     return ndi.gaussian_filter(np.asarray(intensity), sigma, output=np.float32)
 
 
-def particle_matrix_threshold(labels: np.ndarray, intensity: np.ndarray, sigma: float = 1.0, band: int = 2) -> float:
-    """The refinement's particle/matrix threshold (module doc): ``max(midpoint(P, M), q90(ring))`` with
-    P the median smoothed intensity of the particle interiors (labels eroded by 2), M the median and
-    q90 the 90th percentile (from the lower half, :data:`NEIGHBOUR_Z`) of the neighbouring-matrix ring
-    (distance to the labels in (:data:`NEIGHBOUR_RING` x ``band``], :func:`squared_distance_estimate`).
-    2D or 3D arrays; ``sigma`` and ``band`` in voxels.
+class ThresholdLevels(NamedTuple):
+    """The refinement threshold and the smoothed intensities it comes from (intensity units)."""
+
+    particle: float  # median inside the particles (labels eroded by 2)
+    matrix: float  # median of the neighbouring-matrix ring
+    matrix_q90: float  # the ring's 90th percentile, from its lower half
+    threshold: float  # max(midpoint(particle, matrix), matrix_q90)
+
+
+def threshold_levels(labels: np.ndarray, intensity: np.ndarray, sigma: float = 1.0, band: int = 2) -> ThresholdLevels:
+    """The refinement's particle/matrix threshold (module doc) with its levels: ``max(midpoint(P, M),
+    q90(ring))`` with P the median smoothed intensity of the particle interiors (labels eroded by 2), M
+    the median and q90 the 90th percentile (from the lower half, :data:`NEIGHBOUR_Z`) of the
+    neighbouring-matrix ring (distance to the labels in (:data:`NEIGHBOUR_RING` x ``band``],
+    :func:`squared_distance_estimate`). 2D or 3D arrays; ``sigma`` and ``band`` in voxels.
     """
     smooth = smooth_intensity(intensity, sigma)
     fg = labels > 0
@@ -113,9 +123,15 @@ def particle_matrix_threshold(labels: np.ndarray, intensity: np.ndarray, sigma: 
     ring = (squared > near * near) & (squared <= far * far)
     if not inside.any() or not ring.any():
         raise ValueError("cannot place the particle/matrix threshold: no particle interior or no matrix next to the particles")
-    lower_quartile, median = np.quantile(smooth[ring], [0.25, 0.5])
-    midpoint = 0.5 * (np.median(smooth[inside]) + median)
-    return float(max(midpoint, median + NEIGHBOUR_Z * (median - lower_quartile) / QUARTILE_Z))
+    lower_quartile, median = (float(v) for v in np.quantile(smooth[ring], [0.25, 0.5]))
+    particle = float(np.median(smooth[inside]))
+    q90 = median + NEIGHBOUR_Z * (median - lower_quartile) / QUARTILE_Z
+    return ThresholdLevels(particle, median, q90, max(0.5 * (particle + median), q90))
+
+
+def particle_matrix_threshold(labels: np.ndarray, intensity: np.ndarray, sigma: float = 1.0, band: int = 2) -> float:
+    """The threshold of :func:`threshold_levels` alone."""
+    return threshold_levels(labels, intensity, sigma, band).threshold
 
 
 def squared_distance_estimate(mask: np.ndarray) -> np.ndarray:
@@ -135,8 +151,8 @@ def threshold_region(shape: tuple[int, ...], scale: int = 1) -> tuple[slice, ...
     return tuple(slice(max(0, s // 2 - r // 2), max(0, s // 2 - r // 2) + min(s, r)) for s, r in zip(shape, size))
 
 
-def scan_threshold(binned: np.ndarray, factor: int, intensity, sigma: float, band: int = 2) -> float:
-    """:func:`particle_matrix_threshold` of a scan on its :func:`threshold_region` (bounded memory; a
+def scan_threshold_levels(binned: np.ndarray, factor: int, intensity, sigma: float, band: int = 2) -> ThresholdLevels:
+    """:func:`threshold_levels` of a scan on its :func:`threshold_region` (bounded memory; a
     region with no particle interior or no matrix is doubled across until it has both or spans the scan).
 
     ``binned``: the fused labels at the binned resolution; ``intensity``: the full-resolution (z, y, x)
@@ -148,11 +164,16 @@ def scan_threshold(binned: np.ndarray, factor: int, intensity, sigma: float, ban
     while True:
         region = threshold_region(shape, scale)
         try:
-            return particle_matrix_threshold(upsample_region(binned, factor, region), np.asarray(intensity[region]), sigma, band)
+            return threshold_levels(upsample_region(binned, factor, region), np.asarray(intensity[region]), sigma, band)
         except ValueError:
             if all(r.stop - r.start == s for r, s in zip(region[1:], shape[1:])):
                 raise
             scale *= 2
+
+
+def scan_threshold(binned: np.ndarray, factor: int, intensity, sigma: float, band: int = 2) -> float:
+    """The threshold of :func:`scan_threshold_levels` alone."""
+    return scan_threshold_levels(binned, factor, intensity, sigma, band).threshold
 
 
 def lost_labels(binned: np.ndarray, factor: int, full_shape: tuple[int, ...], band: int) -> np.ndarray:

@@ -81,6 +81,10 @@ def test_views_fusion_and_accuracy_check(data_root):
     z = open_zarr(root / "warehouse" / "fused_labels" / "sv.zarr")
     assert z.dtype == np.uint32 and z.attrs["n_particles"] == n > 5 and z.attrs["scan_id"] == "sv"
     assert (root / "warehouse" / "fused_labels" / "sv.png").stat().st_size > 1000
+    # the refinement's levels, for the scientist reading the run
+    levels = {k: md[f"boundary_refinement_{k}"].value for k in ("threshold", "particle_level", "matrix_level", "matrix_q90")}
+    assert levels["matrix_level"] < levels["threshold"] < levels["particle_level"]
+    assert levels["threshold"] == pytest.approx(max(0.5 * (levels["particle_level"] + levels["matrix_level"]), levels["matrix_q90"]), abs=0.02)
     (ev,) = res.get_asset_check_evaluations()
     assert ev.passed and ev.metadata["ap50"].value > 0.2 and ev.metadata["n_true"].value == 40
     # the same scan against an unreachable bar: the check fails

@@ -137,9 +137,18 @@ def test_threshold_adapts_to_bright_binder_next_to_the_particles():
 
 
 def test_threshold_on_dark_binder_is_the_midpoint():
+    from nmc_assets.segmentation.refine import threshold_levels
+
     truth, image = _coated_balls(binder=90.0)
     threshold = particle_matrix_threshold(truth, image, 1.0, band=2)
     assert threshold == pytest.approx(0.5 * (200 + 90), abs=6)
+    levels = threshold_levels(truth, image, 1.0, band=2)
+    assert levels.threshold == threshold and levels.particle == pytest.approx(200, abs=3)
+    assert levels.matrix == pytest.approx(90, abs=6) and levels.matrix_q90 < threshold  # the midpoint decides
+    coated, coated_image = _coated_balls()  # bright binder: the ring measures the coat, not the pore beyond
+    bright = threshold_levels(coated, coated_image, 1.0, band=2)
+    assert bright.matrix > 120 and bright.matrix_q90 > bright.matrix
+    assert bright.threshold == max(0.5 * (bright.particle + bright.matrix), bright.matrix_q90)
 
 
 def test_squared_distance_estimate_is_exact_on_axes_and_diagonals_and_close_elsewhere():
