@@ -38,3 +38,8 @@ def machine_line() -> str:
         gpu = "no GPU"
     return (f"Date {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()}-core {platform.machine()}, "
             f"{mem:.0f} GiB, {gpu}; Python {platform.python_version()}; load average {load_average()}.")
+
+
+def table_header(*columns: str) -> list[str]:
+    """The header and separator lines of a Markdown table with ``columns``."""
+    return ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]

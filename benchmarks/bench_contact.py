@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine_line  # noqa: E402
+from _common import REPO, RESULTS, machine_line, table_header  # noqa: E402
 
 #: (preset, voxel size um, shape, seed, cycles): seeds unseen by the model (training 1001-1008).
 SCANS = [("default", 0.2, (160, 384, 384), 3201, 10), ("default", 0.2, (160, 384, 384), 3202, 50),
@@ -103,8 +103,8 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
     lines = ["# Contact from fused labels vs the simulator's truth (issue 15 part 3)", "", machine_line(), "",
              f"Command: `{command}`. Interior particles matched at IoU >= 0.5; targets: mean ratio 0.85-1.15, "
              "correlation >= 0.95.", "",
-             "| scan | rule | particles | truth mean | fused: mean ratio | fused: corr | truth labels: mean ratio | truth labels: corr | features s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             *table_header("scan", "rule", "particles", "truth mean", "fused: mean ratio", "fused: corr",
+                           "truth labels: mean ratio", "truth labels: corr", "features s")]
     for r in rows:
         f, t = r["fused"], r["truth_labels"]
         lines.append(f"| {r['scan']} | {r['rule']} | {f['n']} | {f['truth_mean']:.3f} | {f['mean_ratio']:.2f} | "

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine_line  # noqa: E402
+from _common import RESULTS, machine_line, table_header  # noqa: E402
 
 #: (voxel size um, shape, seed, cycles): seeds unseen by the model; two scans at 0.07 um (~60 particles each).
 SCANS = [(0.2, (160, 384, 384), 3001, 50), (0.07, (192, 512, 512), 3002, 50), (0.07, (192, 512, 512), 3003, 50)]
@@ -288,8 +288,7 @@ def ablation_markdown(rows: list[dict]) -> list[str]:
     lines = ["## Which knob costs what (ablation)", "",
              f"0.2 um, {ABLATION_SHAPE[0]} x {ABLATION_SHAPE[1]} x {ABLATION_SHAPE[2]}, seed {ABLATION_SEED}, 50 cycles; "
              "the hard preset with one group of knobs set back to the default's (`--ablation`).", "",
-             "| variant | solid frac | AP@0.5 | precision | recall | mean IoU | FP in binder/pore | FN merged |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             *table_header("variant", "solid frac", "AP@0.5", "precision", "recall", "mean IoU", "FP in binder/pore", "FN merged")]
     for r in rows:
         a, e = r["accuracy"], r["errors"]
         lines.append(f"| {r['variant']} | {r['solid_fraction']:.3f} | {a['ap50']:.3f} | {a['precision50']:.3f} | {a['recall50']:.3f} | "

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine_line  # noqa: E402
+from _common import RESULTS, machine_line, table_header  # noqa: E402
 
 SCANS = ["default_v200nm_s3001", "hard_v200nm_s3001", "default_v70nm_s3002", "hard_v70nm_s3002",
          "default_v70nm_s3003", "hard_v70nm_s3003"]
@@ -79,18 +79,15 @@ def bench_scan(scratch: Path, sid: str) -> list[dict]:
     binned = fuse(prob, dist, fusion_config_for(float(attrs["pixel_um"]), params))
     labels = upsample_region(binned, int(attrs["bin_factor"]), tuple(slice(0, s) for s in img.shape))
     band, sigma = refinement_voxels(params.refine_band_um, params.refine_sigma_um, voxel)
-    today = particle_matrix_threshold(labels, img, sigma, band)
-    runs = {"no refinement": (labels, None),
-            "former threshold": (None, former_threshold(labels, img, sigma)),
-            "today's threshold": (None, today),
-            "ceiling: true labels, today's threshold": (truth, particle_matrix_threshold(truth, img, sigma, band))}
+    # (name, labels the refinement starts from, threshold; None = no refinement)
+    runs = [("no refinement", labels, None),
+            ("former threshold", labels, former_threshold(labels, img, sigma)),
+            ("today's threshold", labels, particle_matrix_threshold(labels, img, sigma, band)),
+            ("ceiling: true labels, today's threshold", truth, particle_matrix_threshold(truth, img, sigma, band))]
     rows = []
-    for name, (fixed, threshold) in runs.items():
+    for name, start, threshold in runs:
         t0 = time.perf_counter()
-        if fixed is not None and threshold is None:
-            pred = fixed
-        else:
-            pred = refine_labels(labels if fixed is None else fixed, img, threshold, band, sigma)
+        pred = start if threshold is None else refine_labels(start, img, threshold, band, sigma)
         acc = accuracy_summary(truth, pred)
         bias, err = interior_volume(truth, pred)
         rows.append({"scan": sid, "run": name, "threshold": threshold, "ap50": acc["ap50"], "iou": acc["mean_matched_iou"],
@@ -114,7 +111,7 @@ def main() -> int:
              "Command: `python benchmarks/bench_refine_threshold.py` (scans and view maps of `bench_hard.py`, shipped model). "
              "Same fused labels per scan; only the refinement's threshold differs. Volume error: median over matched interior "
              "particles (signed bias in brackets).", "",
-             "| scan | run | threshold | AP@0.5 | mean IoU | volume err (bias) |", "| --- | --- | --- | --- | --- | --- |"]
+             *table_header("scan", "run", "threshold", "AP@0.5", "mean IoU", "volume err (bias)")]
     for r in rows:
         thr = "" if r["threshold"] is None else f"{r['threshold']:.1f}"
         lines.append(f"| {r['scan']} | {r['run']} | {thr} | {r['ap50']:.3f} | {r['iou']:.3f} | "

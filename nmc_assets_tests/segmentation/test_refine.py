@@ -169,3 +169,13 @@ def test_squared_distance_estimate_is_exact_on_axes_and_diagonals_and_close_else
     inside = blob & (exact > 0)
     ratio = estimate[inside] / exact[inside]
     assert ratio.min() >= 0.85 and ratio.max() <= 1.17  # planes: up to 15 % short; corners: up to 17 % long
+
+
+def test_squared_distance_estimate_saturates_instead_of_overflowing():
+    from nmc_assets.segmentation.refine import DISTANCE_CAP, squared_distance_estimate
+
+    line = np.ones((1, 1, DISTANCE_CAP + 500), bool)
+    line[0, 0, 0] = False  # one outside voxel at the start of a very long line
+    d2 = squared_distance_estimate(line)
+    assert d2.min() == 0 and d2[0, 0, 1] == 1 and d2[0, 0, 100] == 100**2
+    assert d2[0, 0, -1] == DISTANCE_CAP**2 > 0  # saturated, not wrapped to a negative int32
