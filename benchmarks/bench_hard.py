@@ -158,6 +158,8 @@ def pooled(rows: list[dict]) -> list[dict]:
         rs = [r for r in rows if (r["scan"].split("_")[0], r["voxel_size_um"]) == key]
         tp, fp, fn = (sum(r["accuracy"][k] for r in rs) for k in ("tp50", "fp50", "fn50"))
         iou = sum(r["accuracy"]["mean_matched_iou"] * r["accuracy"]["tp50"] for r in rs) / max(tp, 1)
+        itp, ifp, ifn = (sum(r["accuracy"].get(k, 0) for r in rs) for k in ("interior_tp50", "interior_fp50", "interior_fn50"))
+        iiou = sum(r["accuracy"].get("interior_mean_matched_iou", 0) * r["accuracy"].get("interior_tp50", 0) for r in rs) / max(itp, 1)
         inter = {}
         for name in ("interior", "interior_truth_labels"):
             v = np.concatenate([r[name]["volume_errors"] for r in rs])
@@ -170,7 +172,9 @@ def pooled(rows: list[dict]) -> list[dict]:
         out.append({"scan": f"{key[0]} ({len(rs)} scan{'s' if len(rs) > 1 else ''})", "voxel_size_um": key[1],
                     "n_true": sum(r["n_true"] for r in rs), "solid_fraction": float(np.mean([r["solid_fraction"] for r in rs])),
                     "accuracy": {"ap50": tp / max(tp + fp + fn, 1), "precision50": tp / max(tp + fp, 1),
-                                 "recall50": tp / max(tp + fn, 1), "mean_matched_iou": iou},
+                                 "recall50": tp / max(tp + fn, 1), "mean_matched_iou": iou,
+                                 "interior_ap50": itp / max(itp + ifp + ifn, 1), "interior_mean_matched_iou": iiou,
+                                 "interior_n_true": itp + ifn, "interior_fn50": ifn},
                     "errors": {k: sum(r["errors"][k] for r in rs) for k in rs[0]["errors"]},
                     "timing_s": {k: sum(r["timing_s"][k] for r in rs) for k in rs[0]["timing_s"]}, **inter})
     return out
@@ -184,14 +188,19 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
              "<= 5 %, damage error median <= 0.02.", "",
              "Pooled rows ('hard (2 scans)'): AP from the summed tp / fp / fn, medians over the interior particles of all its scans; "
              "the per-scan rows follow.", "",
-             "| scan | voxel um | true | solid frac | AP@0.5 | precision | recall | mean IoU | interior n | volume err median (bias) | "
-             "damage err median (bias) | damage err, truth labels | views + fusion + features s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "Not cut by the border: the same matching over the true particles with no voxel on a face of the scan "
+             "(`segmentation.metrics.interior_matching`; the feature table flags the others `touches_border` and the "
+             "analytics leave them out): AP@0.5 (true particles, of them missed) and mean matched IoU.", "",
+             "| scan | voxel um | true | solid frac | AP@0.5 | precision | recall | mean IoU | not cut by the border: AP@0.5 (true, missed) | "
+             "mean IoU | interior n | volume err median (bias) | damage err median (bias) | damage err, truth labels | views + fusion + features s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     pool = pooled(rows)
     for r in pool + (rows if len(rows) > len(pool) else []):
         a, i, it, t = r["accuracy"], r["interior"], r["interior_truth_labels"], r["timing_s"]
         lines.append(f"| {r['scan']} | {r['voxel_size_um']} | {r['n_true']} | {r['solid_fraction']:.3f} | {a['ap50']:.3f} | "
-                     f"{a['precision50']:.3f} | {a['recall50']:.3f} | {a['mean_matched_iou']:.3f} | {i['n_interior_matched']} | "
+                     f"{a['precision50']:.3f} | {a['recall50']:.3f} | {a['mean_matched_iou']:.3f} | "
+                     f"{a.get('interior_ap50', float('nan')):.3f} ({a.get('interior_n_true', '-')}, {a.get('interior_fn50', '-')}) | "
+                     f"{a.get('interior_mean_matched_iou', float('nan')):.3f} | {i['n_interior_matched']} | "
                      f"{100 * i['volume_err_median']:.1f} % ({100 * i['volume_bias_median']:+.1f} %) | {i['damage_err_median']:.3f} ({i['damage_bias_median']:+.3f}) | "
                      f"{it['damage_err_median']:.3f} | {t['views']:.0f} + {t['fusion']:.0f} + {t['features']:.0f} |")
     lines += ["", "Where the errors are (counts at IoU 0.5; 'small' = under a quarter of the median true particle's voxels):", "",
@@ -218,8 +227,8 @@ def comparison_markdown(rows: list[dict], base_rows: list[dict], baseline: str) 
     """Pooled rows of the model and the baseline model on the same scans, with model / baseline ratios."""
     new = {(r["scan"].split(" ")[0], r["voxel_size_um"]): r for r in pooled(rows)}
     old = {(r["scan"].split(" ")[0], r["voxel_size_um"]): r for r in pooled(base_rows)}
-    lines = ["## Against the baseline model", "", f"Baseline: `{baseline}`, the same scans and path in the same run. "
-             "Ratio = model / baseline.", "",
+    lines = ["## Against the baseline model", "", f"Baseline: `{baseline}`, the same scans and path. Its rows are reused from `<scratch>/baseline.json` "
+             "when cached there, so they keep the code of the run that measured them. Ratio = model / baseline.", "",
              "| preset | voxel um | model | AP@0.5 | precision | recall | mean IoU | volume err median (bias) | damage err median (bias) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key in new:

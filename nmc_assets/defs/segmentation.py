@@ -282,7 +282,7 @@ class SegmentationAccuracyConfig(dg.Config):
     min_ap50: float = Field(default=0.7, description="the check fails when AP@IoU0.5 (tp / (tp + fp + fn)) is below this")
 
 
-@dg.asset_check(asset=fused_labels, partitions_def=scan_partitions, description="AP@0.5/0.75, precision, recall, mean matched IoU against incoming/<scan>.labels.tif")
+@dg.asset_check(asset=fused_labels, partitions_def=scan_partitions, description="AP@0.5/0.75, precision, recall, mean matched IoU against incoming/<scan>.labels.tif, all particles and those not cut by the volume border (interior_*)")
 def segmentation_accuracy(context: dg.AssetCheckExecutionContext, config: SegmentationAccuracyConfig, data_root: DataRootResource) -> dg.AssetCheckResult:
     """Compare the fused labels of a scan with its ground truth; passes (skipped) when there is none."""
     from nmc_assets.ingest import load_labels
@@ -300,7 +300,8 @@ def segmentation_accuracy(context: dg.AssetCheckExecutionContext, config: Segmen
     return dg.AssetCheckResult(
         passed=bool(passed),
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"AP@0.5 = {s['ap50']:.3f} ({'>=' if passed else '<'} bar {config.min_ap50})",
+        description=f"AP@0.5 = {s['ap50']:.3f} ({'>=' if passed else '<'} bar {config.min_ap50}); particles not cut by the "
+        f"volume border: AP@0.5 {s['interior_ap50']:.3f}, mean matched IoU {s['interior_mean_matched_iou']:.3f}",
         metadata={**{k: (dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v))) for k, v in s.items()},
                   "min_ap50": dg.MetadataValue.float(config.min_ap50)},
     )

@@ -3,6 +3,11 @@
 Definitions follow StarDist's ``matching`` (and ``/work/shared/tools/check_contract.py``): a predicted
 object matches a ground-truth object when their IoU exceeds the threshold (which makes the matching
 one-to-one for thresholds >= 0.5); ``ap = tp / (tp + fp + fn)`` (StarDist's "accuracy").
+
+Interior scores (:func:`interior_matching`) leave out the objects cut by the volume border, which the
+feature table flags (``touches_border``) and the analytics leave out: only true objects with no voxel on
+a face of the array count, with the predictions matched to them and the unmatched predictions that touch
+no face either.
 """
 
 from __future__ import annotations
@@ -39,41 +44,80 @@ def overlap_table(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.n
     return t_ids, t_sizes, p_ids, p_sizes, np.stack([ti, pi, iou], axis=1).astype(float)
 
 
+def _scores(tp: int, fp: int, fn: int, matched_iou: np.ndarray, n_true: int, n_pred: int) -> dict:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "ap": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "mean_matched_iou": float(matched_iou.mean()) if tp else 0.0,
+        "n_true": n_true,
+        "n_pred": n_pred,
+    }
+
+
+def _matches(pairs: np.ndarray, threshold: float) -> np.ndarray:
+    if threshold < 0.5:
+        raise ValueError(f"IoU threshold {threshold} < 0.5 does not give a one-to-one matching")
+    return pairs[pairs[:, 2] > threshold] if len(pairs) else pairs
+
+
 def match_instances(truth: np.ndarray, pred: np.ndarray, thresholds: Sequence[float] = (0.5, 0.75)) -> dict[float, dict]:
     """Match instances at each IoU threshold (>= 0.5, so matches are unique).
 
     Returns ``{threshold: {tp, fp, fn, ap, precision, recall, f1, mean_matched_iou, n_true, n_pred}}``.
     """
-    t_ids, _, p_ids, _, pairs = overlap_table(truth, pred)
+    return _match_table(overlap_table(truth, pred), thresholds)
+
+
+def _match_table(table: tuple, thresholds: Sequence[float]) -> dict[float, dict]:
+    t_ids, _, p_ids, _, pairs = table
     out: dict[float, dict] = {}
     for thr in thresholds:
-        if thr < 0.5:
-            raise ValueError(f"IoU threshold {thr} < 0.5 does not give a one-to-one matching")
-        hit = pairs[pairs[:, 2] > thr] if len(pairs) else pairs
+        hit = _matches(pairs, thr)
         tp = int(len(hit))
-        fp = int(len(p_ids) - tp)
-        fn = int(len(t_ids) - tp)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        out[float(thr)] = {
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "ap": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
-            "precision": precision,
-            "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "mean_matched_iou": float(hit[:, 2].mean()) if tp else 0.0,
-            "n_true": int(len(t_ids)),
-            "n_pred": int(len(p_ids)),
-        }
+        out[float(thr)] = _scores(tp, int(len(p_ids)) - tp, int(len(t_ids)) - tp, hit[:, 2], int(len(t_ids)), int(len(p_ids)))
     return out
 
 
+def border_ids(labels: np.ndarray) -> np.ndarray:
+    """Sorted non-zero ids of ``labels`` with a voxel on any face of the array (2D or 3D)."""
+    labels = np.asarray(labels)
+    faces = [np.take(labels, i, axis=ax).ravel() for ax in range(labels.ndim) for i in (0, -1)]
+    ids = np.unique(np.concatenate(faces))
+    return ids[ids > 0]
+
+
+def interior_matching(truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> dict:
+    """:func:`match_instances` at one threshold over the interior only (module doc): true objects that
+    touch no face of the array; tp = those matched, fn = those not; fp = unmatched predictions that touch
+    no face either. Predictions matched to a border-cut true object are not counted. Same keys, with
+    ``n_true`` / ``n_pred`` the interior objects of each."""
+    return _interior_table(overlap_table(truth, pred), border_ids(truth), border_ids(pred), threshold)
+
+
+def _interior_table(table: tuple, truth_border: np.ndarray, pred_border: np.ndarray, threshold: float) -> dict:
+    t_ids, _, p_ids, _, pairs = table
+    hit = _matches(pairs, threshold)
+    t_in = np.setdiff1d(t_ids, truth_border)
+    p_in = np.setdiff1d(p_ids, pred_border)
+    hit_in = hit[np.isin(hit[:, 0], t_in)] if len(hit) else hit
+    tp = int(len(hit_in))
+    fp = int(np.setdiff1d(p_in, hit[:, 1] if len(hit) else []).size)
+    return _scores(tp, fp, int(len(t_in)) - tp, hit_in[:, 2], int(len(t_in)), int(len(p_in)))
+
+
 def accuracy_summary(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Flat summary used by checks and benchmarks: AP@0.5, AP@0.75, precision/recall@0.5, mean IoU@0.5."""
-    m = match_instances(truth, pred, (0.5, 0.75))
-    a, b = m[0.5], m[0.75]
+    """Flat summary used by checks and benchmarks: AP@0.5, AP@0.75, precision/recall@0.5, mean IoU@0.5, and
+    the same at 0.5 over the interior (``interior_*``, :func:`interior_matching`)."""
+    table = overlap_table(truth, pred)
+    m = _match_table(table, (0.5, 0.75))
+    a, b, c = m[0.5], m[0.75], _interior_table(table, border_ids(truth), border_ids(pred), 0.5)
     return {
         "ap50": a["ap"],
         "ap75": b["ap"],
@@ -85,4 +129,12 @@ def accuracy_summary(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "tp50": a["tp"],
         "fp50": a["fp"],
         "fn50": a["fn"],
+        "interior_ap50": c["ap"],
+        "interior_precision50": c["precision"],
+        "interior_recall50": c["recall"],
+        "interior_mean_matched_iou": c["mean_matched_iou"],
+        "interior_n_true": c["n_true"],
+        "interior_tp50": c["tp"],
+        "interior_fp50": c["fp"],
+        "interior_fn50": c["fn"],
     }

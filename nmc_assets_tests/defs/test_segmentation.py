@@ -87,6 +87,9 @@ def test_views_fusion_and_accuracy_check(data_root):
     assert levels["threshold"] == pytest.approx(max(0.5 * (levels["particle_level"] + levels["matrix_level"]), levels["matrix_q90"]), abs=0.02)
     (ev,) = res.get_asset_check_evaluations()
     assert ev.passed and ev.metadata["ap50"].value > 0.2 and ev.metadata["n_true"].value == 40
+    # the same matching over the particles the volume border does not cut
+    assert 0 < ev.metadata["interior_n_true"].value < 40
+    assert 0.0 <= ev.metadata["interior_ap50"].value <= 1.0 and "not cut by the volume border" in ev.description
     # the same scan against an unreachable bar: the check fails
     (ev,) = _segment(data_root, "sv", 0.999).get_asset_check_evaluations()
     assert not ev.passed and ev.metadata["ap50"].value < 0.999

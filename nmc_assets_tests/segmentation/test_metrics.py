@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nmc_assets.segmentation.metrics import accuracy_summary, match_instances
+from nmc_assets.segmentation.metrics import accuracy_summary, border_ids, interior_matching, match_instances
 
 
 def test_perfect_and_permuted_labels():
@@ -55,3 +55,46 @@ def test_matches_stardist_matching():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shapes differ"):
         accuracy_summary(np.zeros((3, 3)), np.zeros((3, 4)))
+
+
+def test_border_ids_lists_objects_on_any_face():
+    t = np.zeros((6, 8, 8), np.uint16)
+    t[0, 3:5, 3:5] = 1  # z = 0 face
+    t[2:4, 2:4, 7] = 2  # last x face
+    t[2:4, 3:5, 3:5] = 3  # interior
+    t[5, 0, 0] = 4  # corner
+    assert border_ids(t).tolist() == [1, 2, 4]
+    assert border_ids(np.zeros((3, 3), np.uint8)).size == 0
+
+
+def test_interior_matching_leaves_out_border_cut_objects():
+    t = np.zeros((40, 40), np.uint16)
+    t[5:15, 5:15] = 1  # interior, found
+    t[20:30, 5:15] = 2  # interior, missed
+    t[0:4, 20:30] = 3  # a sliver cut by the border, missed
+    t[20:30, 30:40] = 4  # cut by the border, found
+    p = np.zeros_like(t)
+    p[5:15, 5:14] = 7  # IoU 0.9 with 1
+    p[20:30, 31:40] = 8  # IoU 0.9 with 4 (touches the border)
+    p[33:37, 20:24] = 9  # false, interior
+    p[36:40, 30:34] = 5  # false, on the border: not counted
+    c = interior_matching(t, p)
+    assert (c["tp"], c["fp"], c["fn"]) == (1, 1, 1)
+    assert c["ap"] == pytest.approx(1 / 3) and c["mean_matched_iou"] == pytest.approx(0.9)
+    assert (c["n_true"], c["n_pred"]) == (2, 2)
+    s = accuracy_summary(t, p)
+    assert (s["tp50"], s["fp50"], s["fn50"]) == (2, 2, 2)
+    assert s["interior_ap50"] == pytest.approx(1 / 3) and s["interior_n_true"] == 2
+    assert (s["interior_tp50"], s["interior_fp50"], s["interior_fn50"]) == (1, 1, 1)
+
+
+def test_interior_matching_on_objects_off_the_border_equals_the_whole_matching():
+    rng = np.random.default_rng(3)
+    t = np.zeros((48, 48, 48), np.uint16)
+    p = np.zeros_like(t)
+    for i in range(1, 9):
+        z, y, x = rng.integers(8, 36, 3)
+        t[z : z + 6, y : y + 6, x : x + 6] = i
+        p[z : z + 6, y : y + 5, x : x + 6] = i + 10
+    whole, inner = match_instances(t, p, (0.5,))[0.5], interior_matching(t, p)
+    assert inner == whole
