@@ -89,6 +89,29 @@ def error_sources(truth: np.ndarray, pred: np.ndarray) -> dict:
             "fn_small": int(sum(tsz[t] < small for t in fn))}
 
 
+def iou_loss_sources(truth: np.ndarray, pred: np.ndarray) -> dict:
+    """Where the matched particles not cut by the border lose IoU, as shares of their pooled union: true
+    voxels the prediction leaves to the matrix / gives to another prediction, predicted voxels on the
+    matrix / on another true particle (the outer edge against the contacts between particles)."""
+    from nmc_assets.segmentation.metrics import border_ids, overlap_table
+
+    _, _, _, _, pairs = overlap_table(truth, pred)
+    hit = pairs[(pairs[:, 2] > 0.5) & ~np.isin(pairs[:, 0], border_ids(truth))]
+    t_to_p = np.zeros(int(truth.max()) + 1, np.int64)
+    t_to_p[hit[:, 0].astype(int)] = hit[:, 1].astype(int)
+    p_to_t = np.zeros(int(pred.max()) + 1, np.int64)
+    p_to_t[hit[:, 1].astype(int)] = hit[:, 0].astype(int)
+    want_p, want_t = t_to_p[truth], p_to_t[pred]  # the partner of each voxel's own particle (0: none)
+    short = (want_p > 0) & (pred != want_p)
+    over = (want_t > 0) & (truth != want_t)
+    both = int(((want_p > 0) & (pred == want_p)).sum())
+    union = both + int(short.sum()) + int(over.sum())
+    share = lambda m: float(m.sum()) / max(union, 1)  # noqa: E731
+    return {"n": int(len(hit)), "pooled_iou": both / max(union, 1),
+            "short_to_matrix": share(short & (pred == 0)), "short_to_other": share(short & (pred > 0)),
+            "over_on_matrix": share(over & (truth == 0)), "over_on_other": share(over & (truth > 0))}
+
+
 def interior_errors(features, truth_table, truth_labels: np.ndarray, labels: np.ndarray) -> dict:
     """Median interior volume and damage errors of ``features`` (of ``labels``) against the truth table."""
     from nmc_assets.segmentation.metrics import overlap_table
@@ -142,6 +165,7 @@ def bench_scan(scratch: Path, sid: str, model_dir: Path, tag: str = "") -> dict:
     out["bin_factor"] = info["bin_factor"]
     out["accuracy"] = accuracy_summary(truth, pred)
     out["errors"] = error_sources(truth, pred)
+    out["iou_loss"] = iou_loss_sources(truth, pred)
     feats = compute_particle_features(pred, img, vs, scan_id=sid, cycles=cycles)
     t3 = time.perf_counter()
     out["interior"] = interior_errors(feats, table, truth, pred)
@@ -210,6 +234,16 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         e = r["errors"]
         lines.append(f"| {r['scan']} | {e['fp']} | {e['fp_in_binder_or_pore']} | {e['fp_split_fragment']} | {e['fp_other']} | "
                      f"{e['fp_small']} | {e['fn']} | {e['fn_merged']} | {e['fn_missed']} | {e['fn_other']} | {e['fn_small']} |")
+    lines += ["", "Where the particles not cut by the border lose IoU (shares of their pooled union; 'short': true voxels the "
+              "prediction leaves to the matrix / to another prediction; 'over': predicted voxels on the matrix / on another "
+              "true particle):", "",
+              "| scan | matched | pooled IoU | short, to matrix | short, to another | over, on matrix | over, on another |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if "iou_loss" in r:
+            q = r["iou_loss"]
+            lines.append(f"| {r['scan']} | {q['n']} | {q['pooled_iou']:.3f} | {100 * q['short_to_matrix']:.1f} % | "
+                         f"{100 * q['short_to_other']:.1f} % | {100 * q['over_on_matrix']:.1f} % | {100 * q['over_on_other']:.1f} % |")
     by = {(r["voxel_size_um"], r["scan"].split(" ")[0]): r for r in pool}
     ratios = []
     for vs in sorted({r["voxel_size_um"] for r in rows}, reverse=True):
@@ -219,7 +253,9 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
                           f"mean IoU {h['accuracy']['mean_matched_iou'] / d['accuracy']['mean_matched_iou']:.2f}, "
                           f"volume error {h['interior']['volume_err_median'] / d['interior']['volume_err_median']:.1f}x, "
                           f"damage error {h['interior']['damage_err_median'] / d['interior']['damage_err_median']:.1f}x")
-    lines += ["", "Hard against the default preset (same seed, size, path):", "", *ratios, ""]
+    lines += ["", "Hard against the default preset (same seed, size, path):", "", *ratios, "",
+              "The refinement threshold against the former one on these scans, same fused labels, same run: "
+              "`results/refine_threshold.md` (`bench_refine_threshold.py`).", ""]
     path.write_text("\n".join(lines) + "\n")
 
 
