@@ -221,7 +221,7 @@ class FusedLabelsConfig(CoreSettingsConfig):
     group_name=GROUP,
     deps=[view_probabilities, "raw_tomogram"],
     kinds={"numpy", "scipy", "zarr"},
-    code_version="seg-fused-v5",  # v5: the refinement threshold adapts to the matrix next to the particles
+    code_version="seg-fused-v6",  # v5: the refinement threshold adapts to the matrix next to the particles; v6: with a guard for labels far too small
     owners=["team:segmentation"],
 )
 def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, data_root: DataRootResource,
@@ -255,8 +255,12 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
     refinement = info.get("boundary_refinement", {})
     if refinement:
         levels = (f"; threshold {refinement['threshold']:.1f} (particles {refinement['particle_level']:.1f}, neighbouring "
-                  f"matrix {refinement['matrix_level']:.1f}, its 90th percentile {refinement['matrix_q90']:.1f})"
-                  if "particle_level" in refinement else "")
+                  f"matrix {refinement['matrix_level']:.1f}, its 90th percentile {refinement['matrix_q90']:.1f}, matrix beyond "
+                  f"{refinement['far_matrix_level']:.1f})" if "particle_level" in refinement else "")
+        if refinement.get("ring_is_matrix") is False:
+            context.log.warning(f"{scan}: the matrix next to the fused labels is mostly particle (labels too small, e.g. a high "
+                                f"fg_threshold): the refinement threshold is halfway to the matrix beyond it, "
+                                f"{refinement['threshold']:.1f}")
         context.log.info(f"boundary refinement: band {refinement['band_voxels']} voxels, "
                          f"foreground change {refinement['foreground_change']:+.3f}{levels}")
     png = labels_overlay_png(tomogram, open_zarr(out))
@@ -271,7 +275,9 @@ def fused_labels(context: dg.AssetExecutionContext, config: FusedLabelsConfig, d
             "pyramid_seconds": dg.MetadataValue.float(float(info["pyramid_seconds"])),
             "boundary_refinement_foreground_change": dg.MetadataValue.float(round(refinement.get("foreground_change", 0.0), 4)),
             **{f"boundary_refinement_{k}": dg.MetadataValue.float(round(float(refinement[k]), 2))
-               for k in ("threshold", "particle_level", "matrix_level", "matrix_q90") if k in refinement},
+               for k in ("threshold", "particle_level", "matrix_level", "matrix_q90", "far_matrix_level") if k in refinement},
+            **({"boundary_refinement_ring_is_matrix": dg.MetadataValue.bool(bool(refinement["ring_is_matrix"]))}
+               if "ring_is_matrix" in refinement else {}),
             "preview_png": dg.MetadataValue.path(str(png_path)),
             "preview": dg.MetadataValue.md(png_markdown(png, "labels xy | xz | yz", max_side=None)),
         }

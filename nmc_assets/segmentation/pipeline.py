@@ -155,7 +155,8 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
         keep = keep_table(lost_labels(labels, factor, full_shape, band), n)
         info["boundary_refinement"] = {"band_voxels": band, "sigma_voxels": sigma, "threshold": threshold, "hops": refinement.hops,
                                        **({"particle_level": levels.particle, "matrix_level": levels.matrix,
-                                           "matrix_q90": levels.matrix_q90} if levels else {})}
+                                           "matrix_q90": levels.matrix_q90, "far_matrix_level": levels.far_matrix,
+                                           "ring_is_matrix": levels.ring_is_matrix} if levels else {})}
     progress = Progress(f"fused_labels {scan}: full resolution", 0, report)
     written = write_full_resolution(labels, factor, full_shape, out_path, info, intensity=source, refinement=refinement, keep=keep,
                                     source_name=name, block_shape=block_shape, runner=runner, progress=progress,

@@ -85,6 +85,7 @@ def test_views_fusion_and_accuracy_check(data_root):
     levels = {k: md[f"boundary_refinement_{k}"].value for k in ("threshold", "particle_level", "matrix_level", "matrix_q90")}
     assert levels["matrix_level"] < levels["threshold"] < levels["particle_level"]
     assert levels["threshold"] == pytest.approx(max(0.5 * (levels["particle_level"] + levels["matrix_level"]), levels["matrix_q90"]), abs=0.02)
+    assert md["boundary_refinement_ring_is_matrix"].value is True and md["boundary_refinement_far_matrix_level"].value < levels["threshold"]
     (ev,) = res.get_asset_check_evaluations()
     assert ev.passed and ev.metadata["ap50"].value > 0.2 and ev.metadata["n_true"].value == 40
     # the same matching over the particles the volume border does not cut

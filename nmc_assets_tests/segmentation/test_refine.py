@@ -149,6 +149,27 @@ def test_threshold_on_dark_binder_is_the_midpoint():
     bright = threshold_levels(coated, coated_image, 1.0, band=2)
     assert bright.matrix > 120 and bright.matrix_q90 > bright.matrix
     assert bright.threshold == max(0.5 * (bright.particle + bright.matrix), bright.matrix_q90)
+    assert levels.ring_is_matrix and bright.ring_is_matrix  # labels of the right size: the guard stays out
+
+
+def test_labels_far_too_small_do_not_make_the_threshold_carve_the_particles():
+    """Labels 5 voxels short at band 2 put the particles' own edge into the ring: the rule's threshold
+    would sit above the particles' median and strip them; the guard takes the midpoint to the matrix
+    beyond the ring instead (the former rule), and the labels only grow."""
+    from nmc_assets.segmentation.refine import threshold_levels
+
+    truth, image = _coated_balls()
+    labels = _shrink(truth, 5)
+    levels = threshold_levels(labels, image, 1.0, band=2)
+    assert not levels.ring_is_matrix and levels.far_matrix == pytest.approx(60, abs=3)
+    assert levels.matrix_q90 >= levels.particle  # what the rule alone would have used
+    assert levels.threshold == pytest.approx(0.5 * (levels.particle + levels.far_matrix))
+    assert levels.threshold == particle_matrix_threshold(labels, image, 1.0, band=2)
+    guarded = refine_labels(labels, image, levels.threshold, band=2, sigma=1.0)
+    carved = refine_labels(labels, image, levels.matrix_q90, band=2, sigma=1.0)
+    assert np.count_nonzero(guarded) > np.count_nonzero(labels)
+    assert np.count_nonzero(carved) < 0.5 * np.count_nonzero(labels)
+    assert set(np.unique(guarded)) == {0, 1, 2}
 
 
 def test_squared_distance_estimate_is_exact_on_axes_and_diagonals_and_close_elsewhere():
