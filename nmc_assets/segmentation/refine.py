@@ -54,13 +54,13 @@ HOPS_PER_BAND = 3
 #: The upper percentile comes from a normal fit to the ring's median and lower quartile (the lower half
 #: is pure matrix; a particle's own blurred edge, when the labels are a little small, only adds
 #: bright values): median + z(0.9) x (median - q25) / z(0.75).
-NEIGHBOUR_RING = (1.0, 2.0)
 #: Guard: a threshold at or above the particles' median would strip at least half of their edge voxels,
 #: so the ring was not matrix (labels much too small put the particles' own edge into it). The threshold
 #: is then halfway between the particles and the matrix beyond the ring (farther than 2 band). Measured
 #: on the hard benchmark's view maps with ``fg_threshold`` 0.3-0.4 instead of 0.2: hard 0.2 um at 0.3,
 #: 190 against 176 inside -> 149 (AP 0.897, volume +0.6 %); 0.07 um at 0.4, AP 0.05 -> 0.82 (hard) and
 #: 0.49 -> 0.88 (default). At the default 0.2 it never acts on the benchmark scans.
+NEIGHBOUR_RING = (1.0, 2.0)
 #: Distances (voxels) saturate here in :func:`squared_distance_estimate`: 46340^2 < 2^31.
 DISTANCE_CAP = 46340
 NEIGHBOUR_Z = 1.2816  # standard normal 90th percentile
