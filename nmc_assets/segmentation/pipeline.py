@@ -149,7 +149,7 @@ def fused_labels(view_path: str | os.PathLike, out_path: str | os.PathLike, para
 
         source = open_zarr(intensity) if isinstance(intensity, (str, os.PathLike)) else intensity
         band, sigma = refinement_voxels(band_um, sigma_um, voxel_um)
-        levels = scan_threshold_levels(labels, factor, source, sigma, band) if n else None
+        levels = scan_threshold_levels(labels, factor, source, sigma, band, source_name=f"fused_labels {scan} ({name})") if n else None
         threshold = levels.threshold if levels else 0.0
         refinement = Refinement(band, sigma, threshold)
         keep = keep_table(lost_labels(labels, factor, full_shape, band), n)

@@ -175,12 +175,14 @@ def threshold_region(shape: tuple[int, ...], scale: int = 1) -> tuple[slice, ...
     return tuple(slice(max(0, s // 2 - r // 2), max(0, s // 2 - r // 2) + min(s, r)) for s, r in zip(shape, size))
 
 
-def scan_threshold_levels(binned: np.ndarray, factor: int, intensity, sigma: float, band: int = 2) -> ThresholdLevels:
+def scan_threshold_levels(binned: np.ndarray, factor: int, intensity, sigma: float, band: int = 2,
+                          source_name: str = "tomogram") -> ThresholdLevels:
     """:func:`threshold_levels` of a scan on its :func:`threshold_region` (bounded memory; a
     region with no particle interior or no matrix is doubled across until it has both or spans the scan).
 
     ``binned``: the fused labels at the binned resolution; ``intensity``: the full-resolution (z, y, x)
-    array-like (a lazily read Zarr array is fine).
+    array-like (a lazily read Zarr array is fine). A scan without either raises a ValueError that names
+    ``source_name`` and what to change.
     """
     from .scaling import upsample_region
 
@@ -189,9 +191,10 @@ def scan_threshold_levels(binned: np.ndarray, factor: int, intensity, sigma: flo
         region = threshold_region(shape, scale)
         try:
             return threshold_levels(upsample_region(binned, factor, region), np.asarray(intensity[region]), sigma, band)
-        except ValueError:
+        except ValueError as error:
             if all(r.stop - r.start == s for r, s in zip(region[1:], shape[1:])):
-                raise
+                raise ValueError(f"{source_name}: {error}: the fused particles are too small for an interior (a high "
+                                 "fg_threshold?) or leave no matrix; lower fg_threshold, or turn refine_boundaries off") from error
             scale *= 2
 
 

@@ -124,3 +124,21 @@ def test_every_warehouse_volume_is_valid_ome_zarr(data_root):
     # label properties: voxels per label value at full resolution, counted block by block
     voxels = [p["voxels"] for p in ome["image-label"]["properties"]]
     assert voxels == np.bincount(stored.ravel(), minlength=len(voxels)).tolist()
+
+
+def test_refinement_guard_is_recorded_and_warned(data_root):
+    """A high fg_threshold makes the fused labels far too small: the metadata says whether the threshold's
+    guard decided, and then the threshold is halfway to the matrix beyond the ring and the run log warns."""
+    cfg = {"view_probabilities": {"config": {"model_name": "tiny"}}, "fused_labels": {"config": {**FUSION, "fg_threshold": 0.7}},
+           "fused_labels_segmentation_accuracy": {"config": {"min_ap50": 0.0}}}
+    res = _run([view_probabilities, fused_labels, segmentation_accuracy], data_root, scan="sv", run_config={"ops": cfg})
+    md = {k: v.value for k, v in res.asset_materializations_for_node("fused_labels")[0].metadata.items()}
+    particle, matrix, q90, far = (md[f"boundary_refinement_{k}"] for k in ("particle_level", "matrix_level", "matrix_q90", "far_matrix_level"))
+    rule = max(0.5 * (particle + matrix), q90)
+    assert md["boundary_refinement_ring_is_matrix"] == (rule < particle - 0.01) or abs(rule - particle) < 0.02
+    expected = rule if md["boundary_refinement_ring_is_matrix"] else 0.5 * (particle + far)
+    assert md["boundary_refinement_threshold"] == pytest.approx(expected, abs=0.02)
+    warnings = [e.user_message for e in data_root[1].all_logs(res.run_id) if "mostly particle" in (e.user_message or "")]
+    assert len(warnings) == (0 if md["boundary_refinement_ring_is_matrix"] else 1)
+    # (written against a tiny model whose labels at 0.7 were far too small: the guard decided, q90 184.6 >= 179.1;
+    # the model is trained per session, so which branch runs is not pinned here)

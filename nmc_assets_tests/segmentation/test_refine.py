@@ -200,3 +200,13 @@ def test_squared_distance_estimate_saturates_instead_of_overflowing():
     d2 = squared_distance_estimate(line)
     assert d2.min() == 0 and d2[0, 0, 1] == 1 and d2[0, 0, 100] == 100**2
     assert d2[0, 0, -1] == DISTANCE_CAP**2 > 0  # saturated, not wrapped to a negative int32
+
+
+def test_labels_without_any_interior_fail_naming_the_scan_and_the_setting():
+    from nmc_assets.segmentation.refine import scan_threshold_levels
+
+    binned = np.zeros((8, 16, 16), np.uint32)
+    binned[4, 4, 4], binned[4, 10, 10] = 1, 2  # particles of one binned voxel: 2 x 2 x 2 at full resolution
+    image = np.full((16, 32, 32), 60.0, np.float32)
+    with pytest.raises(ValueError, match=r"fused_labels s1 \(t\.zarr\): cannot place .* lower fg_threshold, or turn refine_boundaries off"):
+        scan_threshold_levels(binned, 2, image, 1.0, 2, source_name="fused_labels s1 (t.zarr)")
