@@ -88,6 +88,8 @@ def _match_table(table: tuple, thresholds: Sequence[float]) -> dict[float, dict]
 def border_ids(labels: np.ndarray) -> np.ndarray:
     """Sorted non-zero ids of ``labels`` with a voxel on any face of the array (2D or 3D)."""
     labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.zeros(0, labels.dtype)
     faces = [np.take(labels, i, axis=ax).ravel() for ax in range(labels.ndim) for i in (0, -1)]
     ids = np.unique(np.concatenate(faces))
     return ids[ids > 0]

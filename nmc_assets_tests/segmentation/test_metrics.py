@@ -65,6 +65,8 @@ def test_border_ids_lists_objects_on_any_face():
     t[5, 0, 0] = 4  # corner
     assert border_ids(t).tolist() == [1, 2, 4]
     assert border_ids(np.zeros((3, 3), np.uint8)).size == 0
+    empty = np.zeros((0, 3, 3), np.uint8)  # an empty volume has no border objects and scores as no objects
+    assert border_ids(empty).size == 0 and accuracy_summary(empty, empty)["interior_ap50"] == 1.0
 
 
 def test_interior_matching_leaves_out_border_cut_objects():
